@@ -36,7 +36,7 @@ grep -rlZ --include='*.cmake' -e '/opt/python/cp311-cp311' "$venv/share" 2>/dev/
       -e "s#/opt/python/cp311-cp311/lib/python3\.11/site-packages/numpy/_core/include#${np_inc}#g" || true
 
 # 3. Build the interfaces and install the package with colcon.
-build_stamp=$(stamp package.xml CMakeLists.txt msg/*.msg scripts/igllm_node scripts/igllm_camera_sim \
+build_stamp=$(stamp package.xml CMakeLists.txt msg/*.msg srv/*.srv scripts/igllm_node scripts/igllm_camera_sim \
   <(find igllm_ros launch config models -type f -not -path '*/__pycache__/*' | sort) "$venv/.igllm-req-stamp")
 if [ "$(cat install/.igllm-build-stamp 2>/dev/null)" != "$build_stamp" ] || [ ! -f install/setup.bash ]; then
   say "colcon build"
