@@ -94,9 +94,10 @@ def parse_program(text: str, strict: bool = False) -> tuple[Scene, list[ProgramE
             continue
         try:
             if line.startswith("camera("):
+                parsed_camera = _parse_camera(line)
                 if camera is not None:
                     raise ValueError("a second camera line")
-                camera = _parse_camera(line)
+                camera = parsed_camera
             elif line.startswith("add("):
                 objects.append(_parse_object(line))
             else:

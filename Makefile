@@ -1,0 +1,33 @@
+# igllm_ros: every target sets the environment up first (idempotent, seconds when done).
+SHELL := /bin/bash
+ENV := source scripts/env.sh &&
+MODEL ?= models/igllm-tiny-float
+FRAMES ?= 20
+
+.PHONY: setup test demo bench bench-data bench-model bench-node bench-accuracy data train clean
+
+setup:
+	@bash scripts/setup_env.sh
+
+test: setup
+	@$(ENV) python -m pytest
+
+demo: setup
+	@$(ENV) python -m igllm_ros.ros.demo --model $(MODEL) --frames $(FRAMES) --out out/demo
+
+bench: bench-data bench-model bench-node
+
+bench-data: setup
+	@$(ENV) python bench/bench_data.py
+
+bench-model: setup
+	@$(ENV) python bench/bench_model.py --model $(MODEL)
+
+bench-node: setup
+	@$(ENV) python bench/bench_node.py --model $(MODEL)
+
+bench-accuracy: setup
+	@$(ENV) python bench/bench_accuracy.py
+
+clean:
+	rm -rf build install log out
