@@ -1,0 +1,85 @@
+"""The debug image: the model's view with the reconstruction drawn over it, and optionally
+the reconstruction re-rendered beside it (same camera, same size) for a direct comparison.
+
+Drawn in the pinned camera's image (what the model saw, see pinhole.py), where the
+published optical-frame poses project with the pinned intrinsics.
+"""
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image as PILImage
+from PIL import ImageDraw
+from scipy.spatial.transform import Rotation
+
+from igllm_ros import world
+from igllm_ros.ros.pinhole import Intrinsics
+
+_CIRCLE = np.linspace(0.0, 2.0 * np.pi, 25)
+
+
+def object_outline(shape: str, dims, position, quat_xyzw) -> list[np.ndarray]:
+    """Polylines (each (N, 3), optical frame) outlining an object: a cube's edges, a
+    cylinder's rims and sides, a sphere's equator and meridian."""
+    half = np.asarray(dims, dtype=float) / 2.0
+    rot = Rotation.from_quat(quat_xyzw)
+    if shape == "cube":
+        signs = np.array([[-1, -1], [1, -1], [1, 1], [-1, 1], [-1, -1]], dtype=float)
+        bottom = np.column_stack([signs * half[:2], np.full(5, -half[2])])
+        top = np.column_stack([signs * half[:2], np.full(5, half[2])])
+        lines = [bottom, top] + [np.stack([bottom[i], top[i]]) for i in range(4)]
+    elif shape == "cylinder":
+        ring = np.column_stack([np.cos(_CIRCLE) * half[0], np.sin(_CIRCLE) * half[1]])
+        bottom = np.column_stack([ring, np.full(len(ring), -half[2])])
+        top = np.column_stack([ring, np.full(len(ring), half[2])])
+        lines = [bottom, top] + [np.stack([bottom[i], top[i]]) for i in range(0, 24, 6)]
+    else:
+        c, s = np.cos(_CIRCLE), np.sin(_CIRCLE)
+        zeros = np.zeros_like(c)
+        lines = [np.column_stack([c, s, zeros]) * half, np.column_stack([c, zeros, s]) * half]
+    return [rot.apply(line) + np.asarray(position, dtype=float) for line in lines]
+
+
+def draw_overlay(rgb: np.ndarray, scene_msg, camera: Intrinsics) -> np.ndarray:
+    """rgb with each object of scene_msg outlined in its colour and labelled."""
+    image = PILImage.fromarray(rgb).convert("RGB")
+    draw = ImageDraw.Draw(image)
+    k = camera.matrix()
+    table = _table_outline(scene_msg.table_pose)
+    _polyline(draw, table, k, (255, 255, 255), 1)
+    for obj in scene_msg.objects:
+        p, q = obj.pose.position, obj.pose.orientation
+        position = (p.x, p.y, p.z)
+        dims = (obj.dimensions.x, obj.dimensions.y, obj.dimensions.z)
+        colour = world.COLORS_RGB.get(obj.color, (255, 255, 255))
+        for line in object_outline(obj.shape, dims, position, (q.x, q.y, q.z, q.w)):
+            _polyline(draw, line, k, (255, 255, 255), 3)  # halo, so dark colours show
+            _polyline(draw, line, k, colour, 1)
+        if p.z > 1e-3:
+            u, v = _project(np.array([position]), k)[0]
+            draw.text((u + 4, v - 4), f"{obj.id} {obj.confidence:.2f}", fill=(255, 255, 255))
+    return np.asarray(image)
+
+
+def side_by_side(left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    if left.shape[0] != right.shape[0]:
+        right = np.asarray(PILImage.fromarray(right).resize((right.shape[1] * left.shape[0] // right.shape[0], left.shape[0])))
+    return np.ascontiguousarray(np.concatenate([left, right], axis=1))
+
+
+def _table_outline(table_pose) -> np.ndarray:
+    e = world.TABLE_HALF_EXTENT_M
+    corners = np.array([[-e, -e, 0], [e, -e, 0], [e, e, 0], [-e, e, 0], [-e, -e, 0]], dtype=float)
+    p, q = table_pose.position, table_pose.orientation
+    return Rotation.from_quat([q.x, q.y, q.z, q.w]).apply(corners) + np.array([p.x, p.y, p.z])
+
+
+def _project(points: np.ndarray, k: np.ndarray) -> np.ndarray:
+    p = points @ k.T
+    return p[:, :2] / p[:, 2:3]
+
+
+def _polyline(draw: ImageDraw.ImageDraw, points: np.ndarray, k: np.ndarray, colour, width: int) -> None:
+    if np.any(points[:, 2] <= 1e-3):  # behind the camera: nothing sensible to draw
+        return
+    uv = _project(points, k)
+    draw.line([tuple(map(float, p)) for p in uv], fill=tuple(colour), width=width)
