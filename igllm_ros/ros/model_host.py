@@ -1,0 +1,124 @@
+"""Loads the model for the node: finds the files, picks the device and precision, runs it.
+
+Kept apart from the node so the ROS code never touches torch directly, and so the device
+choice (and its reason, logged once) can be tested without ROS.
+"""
+from __future__ import annotations
+
+import gc
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from igllm_ros import world
+
+
+class ModelUnavailable(RuntimeError):
+    """The model cannot be loaded; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class DeviceChoice:
+    device: str  # "cpu", "cuda", "cuda:1"
+    dtype: str  # "float32", "float16", "bfloat16"
+    reason: str
+
+
+def choose_device(device: str = "auto", dtype: str = "auto") -> DeviceChoice:
+    """CUDA (bf16, or fp16 where bf16 is unsupported) when present, otherwise CPU float32."""
+    import torch
+
+    cuda = torch.cuda.is_available()
+    if device == "auto":
+        if cuda:
+            device, why = "cuda", f"CUDA is available ({torch.cuda.get_device_name(0)})"
+        else:
+            built = "torch was built without CUDA" if torch.version.cuda is None else "no CUDA device is visible"
+            device, why = "cpu", f"CUDA is not available ({built})"
+    else:
+        if device.startswith("cuda") and not cuda:
+            raise ModelUnavailable(f"device={device!r} was requested but CUDA is not available; use device:=auto or cpu")
+        why = f"device={device!r} was requested"
+    if dtype == "auto":
+        if device.startswith("cuda"):
+            dtype = "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+        else:
+            dtype = "float32"  # half precision on CPU is slower and less accurate
+        why += f"; dtype {dtype} is the default there"
+    else:
+        why += f"; dtype={dtype!r} was requested"
+    return DeviceChoice(device, dtype, why)
+
+
+def resolve_model_path(path: str) -> Path:
+    """The model directory: as given (absolute or from the working directory), else inside
+    the installed package's share directory (where CMake installs models/)."""
+    if not path:
+        raise ModelUnavailable("model_path is empty; set it to a model directory (e.g. models/igllm-tiny-float)")
+    candidate = Path(path).expanduser()
+    if candidate.exists() or candidate.is_absolute():
+        return candidate
+    tried = [str(candidate.resolve())]
+    try:
+        from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
+
+        share = Path(get_package_share_directory("igllm_ros")) / candidate
+        if share.exists():
+            return share
+        tried.append(str(share))
+    except (ImportError, PackageNotFoundError, ValueError):
+        pass
+    raise ModelUnavailable(f"model not found: {path!r} (tried {', '.join(tried)})")
+
+
+def _model_input_size(model) -> tuple[int, int]:
+    """(width, height) to feed the model: its own size when it is a 4:3 pair, else the world's."""
+    size = getattr(model, "input_size", None)
+    if isinstance(size, (tuple, list)) and len(size) == 2 and size[0] * 3 == size[1] * 4:
+        return int(size[0]), int(size[1])
+    return world.IMAGE_WIDTH, world.IMAGE_HEIGHT
+
+
+class ModelHost:
+    """A loaded model plus the facts the node reports about it."""
+
+    def __init__(self, model, path: Path, choice: DeviceChoice, load_s: float):
+        self.model = model
+        self.path = path
+        self.choice = choice
+        self.load_s = load_s
+        self.name = getattr(model, "name", None) or path.name
+        self.input_size = _model_input_size(model)
+
+    @classmethod
+    def load(cls, path: str, device: str = "auto", dtype: str = "auto", torch_threads: int = 0) -> "ModelHost":
+        import torch
+
+        from igllm_ros import model as igllm_model
+
+        if torch_threads > 0:
+            torch.set_num_threads(torch_threads)
+        resolved = resolve_model_path(path)
+        choice = choose_device(device, dtype)
+        start = time.perf_counter()
+        try:
+            model = igllm_model.load(str(resolved), device=choice.device, dtype=getattr(torch, choice.dtype))
+        except igllm_model.ModelLoadError as err:
+            raise ModelUnavailable(str(err)) from err
+        except (OSError, ValueError, RuntimeError, KeyError) as err:
+            raise ModelUnavailable(f"cannot load model {os.fspath(resolved)!r}: {type(err).__name__}: {err}") from err
+        return cls(model, resolved, choice, time.perf_counter() - start)
+
+    def reconstruct(self, rgb, max_objects: int):
+        """One Reconstruction for one RGB image already in the pinned camera model."""
+        return self.model.reconstruct([rgb], max_objects=max_objects)[0]
+
+    def close(self) -> None:
+        device = self.choice.device
+        self.model = None
+        gc.collect()
+        if device.startswith("cuda"):
+            import torch
+
+            torch.cuda.empty_cache()
