@@ -57,8 +57,10 @@ def resolve_model_path(path: str) -> Path:
     if not path:
         raise ModelUnavailable("model_path is empty; set it to a model directory (e.g. models/igllm-tiny-float)")
     candidate = Path(path).expanduser()
-    if candidate.exists() or candidate.is_absolute():
+    if candidate.exists():
         return candidate
+    if candidate.is_absolute():
+        raise ModelUnavailable(f"model not found: {path!r} does not exist")
     tried = [str(candidate.resolve())]
     try:
         from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
@@ -105,8 +107,8 @@ class ModelHost:
         try:
             model = igllm_model.load(str(resolved), device=choice.device, dtype=getattr(torch, choice.dtype))
         except igllm_model.ModelLoadError as err:
-            raise ModelUnavailable(str(err)) from err
-        except (OSError, ValueError, RuntimeError, KeyError) as err:
+            raise ModelUnavailable(f"cannot load model {os.fspath(resolved)!r}: {err}") from err
+        except (OSError, ValueError, RuntimeError, KeyError) as err:  # a loader bug, but say where
             raise ModelUnavailable(f"cannot load model {os.fspath(resolved)!r}: {type(err).__name__}: {err}") from err
         return cls(model, resolved, choice, time.perf_counter() - start)
 
