@@ -82,9 +82,13 @@ def ros_args(params: dict | None = None, remaps: dict | None = None, params_file
 def start(module: str, *, log_path: str | os.PathLike | None = None, env: dict | None = None, **kwargs) -> subprocess.Popen:
     """`python -m module --ros-args ...` in its own process group; output to log_path."""
     command = [sys.executable, "-m", module] + ros_args(**kwargs)
-    out = open(log_path, "w") if log_path else subprocess.DEVNULL  # noqa: SIM115 (closed with the process)
-    process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=ros_env(env), cwd=REPO_ROOT,
-                               start_new_session=True)
+    out = open(log_path, "w") if log_path else subprocess.DEVNULL  # noqa: SIM115
+    try:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=ros_env(env), cwd=REPO_ROOT,
+                                   start_new_session=True)
+    finally:
+        if log_path:
+            out.close()  # the child has its own copy
     process.log_path = log_path
     return process
 
