@@ -105,7 +105,3 @@ def _text(value) -> str:
     if isinstance(value, float):
         return f"{value:.3f}"
     return str(value)
-
-
-def values_dict(status: DiagnosticStatus) -> dict[str, str]:
-    return {kv.key: kv.value for kv in status.values}
