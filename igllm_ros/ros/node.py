@@ -300,8 +300,9 @@ class IgllmNode(LifecycleNode):
                 if self._stop.is_set() or not rclpy.ok(context=self.context):
                     break
                 self._bad_input("internal_error", f"processing a frame failed:\n{traceback.format_exc()}")
-        if renderer:
-            renderer.release() if hasattr(renderer, "release") else None
+        release = getattr(renderer, "release", None)
+        if callable(release):  # free the GL context in the thread that made it
+            release()
 
     def _reconstruct(self, frame: Frame):
         """(Scene message, model-view image, Reconstruction) for one frame."""
