@@ -1,0 +1,350 @@
+"""A CLEVR-looking real-time renderer on a headless OpenGL context (moderngl over EGL).
+
+Mesa's llvmpipe runs it on a CPU; the same code uses an NVIDIA GPU's EGL when there is
+one. Three passes per image:
+  1. shadow map: depth from the key light (orthographic, covers the table and around);
+  2. colour: 4x MSAA, three-point lighting, PCF-filtered key shadow, rubber (Lambert +
+     weak specular) vs metal (tinted environment reflection + sharp highlights), ground
+     that fades to the horizon and darkens where objects touch it; resolved to RGB;
+  3. labels: no antialiasing, writes (object index, optical z) per pixel: mask + depth.
+The projection is built from scene.intrinsics and Camera.table_from_optical, so a
+table-frame point lands on the pixel scene.project gives (pixel i spans [i, i+1)).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from igllm_ros import world
+from igllm_ros.data import meshes
+from igllm_ros.data.lighting import NOMINAL, Lighting
+from igllm_ros.scene import Scene, intrinsics
+
+NEAR_M, FAR_M = 0.01, 30.0
+GROUND_HALF_EXTENT_M = 12.0
+SHADOW_MAP_SIZE = 1024
+SHADOW_HALF_EXTENT_M = 0.36  # light-space half width of the shadow map's view
+MSAA_SAMPLES = 4
+MATERIAL_CODE = {"rubber": 0, "metal": 1}
+GROUND_CODE = 2
+
+_VERTEX = """
+#version 330
+uniform mat4 model;
+uniform mat3 normal_mat;
+uniform mat3 opt_from_table;
+uniform vec3 cam_pos;
+uniform vec4 intr;      // fx, fy, cx, cy
+uniform vec2 size;      // width, height
+uniform mat4 light_vp;
+in vec3 in_pos;
+in vec3 in_normal;
+out vec3 v_pos;
+out vec3 v_normal;
+out vec4 v_light;
+out float v_zopt;
+const float N = %(near)r, F = %(far)r;
+void main() {
+    vec4 w = model * vec4(in_pos, 1.0);
+    v_pos = w.xyz;
+    v_normal = normal_mat * in_normal;
+    v_light = light_vp * w;
+    vec3 p = opt_from_table * (w.xyz - cam_pos);
+    v_zopt = p.z;
+    // Clip coordinates whose perspective divide gives the pinhole pixel of K (y down).
+    gl_Position = vec4(2.0 * (intr.x * p.x + intr.z * p.z) / size.x - p.z,
+                       p.z - 2.0 * (intr.y * p.y + intr.w * p.z) / size.y,
+                       ((F + N) * p.z - 2.0 * F * N) / (F - N),
+                       p.z);
+}
+""" % {"near": NEAR_M, "far": FAR_M}
+
+_COLOUR_FRAGMENT = """
+#version 330
+uniform vec3 albedo;
+uniform int material;          // 0 rubber, 1 metal, 2 ground
+uniform vec3 cam_pos;
+uniform vec3 key_dir, fill_dir, back_dir;
+uniform vec3 key_col, fill_col, back_col;   // colour x intensity
+uniform vec3 ambient;                        // colour x intensity
+uniform vec3 horizon;
+uniform sampler2DShadow shadow_map;
+uniform vec4 footprints[%(max_objects)d];     // x, y, radius, 0: contact darkening
+uniform int n_footprints;
+in vec3 v_pos;
+in vec3 v_normal;
+in vec4 v_light;
+in float v_zopt;
+out vec4 frag;
+const float TEXEL = 1.0 / %(shadow_size)d.0;
+
+float key_shadow() {
+    vec3 c = v_light.xyz / v_light.w * 0.5 + 0.5;
+    if (c.x <= 0.0 || c.x >= 1.0 || c.y <= 0.0 || c.y >= 1.0 || c.z >= 1.0) return 1.0;
+    float ref = c.z - 0.0015;
+    float s = 0.0;
+    // 4 bilinear-compared taps (each a 2x2 PCF): soft-looking edges at little cost.
+    s += texture(shadow_map, vec3(c.xy + vec2(-1.5, -0.5) * TEXEL, ref));
+    s += texture(shadow_map, vec3(c.xy + vec2( 0.5, -1.5) * TEXEL, ref));
+    s += texture(shadow_map, vec3(c.xy + vec2( 1.5,  0.5) * TEXEL, ref));
+    s += texture(shadow_map, vec3(c.xy + vec2(-0.5,  1.5) * TEXEL, ref));
+    return s * 0.25;
+}
+
+// A cheap studio environment for metal: lit ground below the horizon, a soft grey dome above.
+vec3 environment(vec3 r) {
+    vec3 ground_seen = horizon * 1.6;
+    vec3 sky = mix(horizon * 2.6, vec3(0.95), clamp(r.z * 1.5, 0.0, 1.0));
+    vec3 env = r.z < 0.0 ? ground_seen : sky;
+    env = mix(ground_seen, env, smoothstep(-0.03, 0.03, r.z));
+    return env;
+}
+
+void main() {
+    vec3 n = normalize(v_normal);
+    vec3 v = normalize(cam_pos - v_pos);
+    float sh = key_shadow();
+    vec3 lit = ambient * (0.6 + 0.4 * n.z)
+             + key_col * max(dot(n, key_dir), 0.0) * sh
+             + fill_col * max(dot(n, fill_dir), 0.0)
+             + back_col * max(dot(n, back_dir), 0.0);
+    vec3 colour;
+    if (material == 2) {
+        float ao = 1.0;
+        for (int i = 0; i < n_footprints; ++i) {
+            float d = max(distance(v_pos.xy, footprints[i].xy) - 0.6 * footprints[i].z, 0.0);
+            float r = footprints[i].z;
+            ao *= 1.0 - 0.45 * exp(-d * d / (0.35 * r * r));
+        }
+        colour = albedo * lit * ao;
+        float far = smoothstep(0.25, 1.6, length(v_pos.xy));
+        colour = mix(colour, horizon, far);
+    } else if (material == 0) {
+        vec3 h = normalize(key_dir + v);
+        colour = albedo * lit + 0.06 * key_col * pow(max(dot(n, h), 0.0), 12.0) * sh;
+    } else {
+        vec3 r = reflect(-v, n);
+        float fres = 0.65 + 0.35 * pow(1.0 - max(dot(n, v), 0.0), 5.0);
+        vec3 spec = key_col * pow(max(dot(r, key_dir), 0.0), 220.0) * 6.0 * sh
+                  + fill_col * pow(max(dot(r, fill_dir), 0.0), 120.0) * 3.0
+                  + back_col * pow(max(dot(r, back_dir), 0.0), 120.0) * 3.0;
+        colour = albedo * (0.18 * lit + fres * 1.1 * environment(r)) + spec * mix(albedo, vec3(1.0), 0.5);
+    }
+    frag = vec4(pow(clamp(colour, 0.0, 1.0), vec3(1.0 / 2.2)), 1.0);
+}
+""" % {"max_objects": world.MAX_OBJECTS * 4, "shadow_size": SHADOW_MAP_SIZE}
+
+_LABEL_FRAGMENT = """
+#version 330
+uniform float object_id;
+in vec3 v_pos;
+in vec3 v_normal;
+in vec4 v_light;
+in float v_zopt;
+out vec2 frag;
+void main() { frag = vec2(object_id, v_zopt); }
+"""
+
+_SHADOW_VERTEX = """
+#version 330
+uniform mat4 model;
+uniform mat4 light_vp;
+in vec3 in_pos;
+void main() { gl_Position = light_vp * model * vec4(in_pos, 1.0); }
+"""
+_SHADOW_FRAGMENT = """
+#version 330
+void main() {}
+"""
+MAX_FOOTPRINTS = world.MAX_OBJECTS * 4  # predicted scenes may hold more objects than the world allows
+
+
+@dataclass
+class Render:
+    rgb: np.ndarray  # (H, W, 3) uint8
+    mask: np.ndarray  # (H, W) int16: -1 ground/background, i = index into scene.objects
+    depth: np.ndarray  # (H, W) float32, metres along optical z; ground included; inf where nothing
+
+
+def srgb_to_linear(rgb255) -> np.ndarray:
+    return (np.asarray(rgb255, dtype=float) / 255.0) ** 2.2
+
+
+def object_model_matrix(obj) -> tuple[np.ndarray, np.ndarray]:
+    """(4x4 model, 3x3 normal matrix): unit mesh -> table frame for this object."""
+    dims = np.asarray(world.dimensions(obj.shape, obj.size), dtype=float)
+    yaw = math.radians(obj.rotation) if obj.shape == "cube" else 0.0
+    c, s = math.cos(yaw), math.sin(yaw)
+    rot = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+    model = np.eye(4)
+    model[:3, :3] = rot * dims  # rot @ diag(dims)
+    model[:3, 3] = obj.loc
+    return model, rot / dims  # rot @ diag(1/dims): inverse-transpose of rot @ diag(dims)
+
+
+def light_view_projection(direction: np.ndarray) -> np.ndarray:
+    """Orthographic view-projection of the key light, looking at the table origin."""
+    forward = -direction / np.linalg.norm(direction)
+    right = np.cross(forward, [0.0, 0.0, 1.0])
+    right /= np.linalg.norm(right)
+    up = np.cross(right, forward)
+    eye = direction * 1.0
+    view = np.eye(4)
+    view[0, :3], view[1, :3], view[2, :3] = right, up, -forward
+    view[:3, 3] = -view[:3, :3] @ eye
+    h, near, far = SHADOW_HALF_EXTENT_M, 0.4, 1.6
+    proj = np.diag([1.0 / h, 1.0 / h, -2.0 / (far - near), 1.0])
+    proj[2, 3] = -(far + near) / (far - near)
+    return proj @ view
+
+
+def _mat(m: np.ndarray) -> bytes:
+    return np.ascontiguousarray(np.asarray(m, dtype="f4").T).tobytes()  # GLSL is column-major
+
+
+class SceneRenderer:
+    """Renders any Scene (ground truth or prediction) to RGB, instance mask and depth.
+
+    One context, framebuffers and meshes per renderer; reuse it. Not thread-safe.
+    """
+
+    def __init__(self, width: int = world.IMAGE_WIDTH, height: int = world.IMAGE_HEIGHT):
+        import moderngl
+
+        if width <= 0 or height <= 0:
+            raise ValueError(f"image size must be positive, got {width}x{height}")
+        self.width, self.height = int(width), int(height)
+        self.ctx = moderngl.create_context(standalone=True, backend="egl")
+        ctx = self.ctx
+        self._colour_prog = ctx.program(vertex_shader=_VERTEX, fragment_shader=_COLOUR_FRAGMENT)
+        self._label_prog = ctx.program(vertex_shader=_VERTEX, fragment_shader=_LABEL_FRAGMENT)
+        self._shadow_prog = ctx.program(vertex_shader=_SHADOW_VERTEX, fragment_shader=_SHADOW_FRAGMENT)
+
+        self._buffers = {name: ctx.buffer(make().tobytes()) for name, make in meshes.UNIT_MESHES.items()}
+        self._buffers["ground"] = ctx.buffer(meshes.ground(GROUND_HALF_EXTENT_M).tobytes())
+        self._vaos = {}
+        for name, buf in self._buffers.items():
+            self._vaos["colour", name] = ctx.vertex_array(self._colour_prog, [(buf, "3f 3f", "in_pos", "in_normal")])
+            self._vaos["label", name] = ctx.vertex_array(self._label_prog, [(buf, "3f 12x", "in_pos")])
+            self._vaos["shadow", name] = ctx.vertex_array(self._shadow_prog, [(buf, "3f 12x", "in_pos")])
+
+        size = (self.width, self.height)
+        self._shadow_tex = ctx.depth_texture((SHADOW_MAP_SIZE, SHADOW_MAP_SIZE))
+        self._shadow_tex.compare_func = "<="
+        self._shadow_tex.repeat_x = self._shadow_tex.repeat_y = False
+        self._shadow_fbo = ctx.framebuffer(depth_attachment=self._shadow_tex)
+        samples = min(MSAA_SAMPLES, ctx.max_samples)
+        self._msaa_fbo = ctx.framebuffer(
+            color_attachments=[ctx.renderbuffer(size, 4, samples=samples)],
+            depth_attachment=ctx.depth_renderbuffer(size, samples=samples),
+        )
+        self._resolve_fbo = ctx.framebuffer(color_attachments=[ctx.renderbuffer(size, 4)])
+        self._label_tex = ctx.texture(size, 2, dtype="f4")
+        self._label_fbo = ctx.framebuffer(color_attachments=[self._label_tex], depth_attachment=ctx.depth_renderbuffer(size))
+        self._colour_prog["shadow_map"].value = 0
+        self._k = intrinsics(self.width, self.height)
+
+    # ------------------------------------------------------------------ public
+    def render(self, scene: Scene, lighting: Lighting | None = None) -> Render:
+        """RGB (antialiased), instance mask and depth of `scene` under `lighting` (None: nominal)."""
+        mask, depth = self.render_labels(scene)
+        return Render(rgb=self.render_rgb(scene, lighting), mask=mask, depth=depth)
+
+    def render_rgb(self, scene: Scene, lighting: Lighting | None = None) -> np.ndarray:
+        lighting = NOMINAL if lighting is None else lighting
+        ctx = self.ctx
+        with ctx:
+            ctx.enable_only(ctx.DEPTH_TEST)
+            light_vp = light_view_projection(lighting.direction("key"))
+            self._draw_shadow_map(scene, light_vp)
+            self._set_camera(self._colour_prog, scene)
+            self._set_lighting(lighting, light_vp, scene)
+            self._msaa_fbo.use()
+            self._msaa_fbo.clear(*lighting.horizon_color, 1.0, depth=1.0)
+            self._shadow_tex.use(location=0)
+            self._draw(self._colour_prog, "colour", "ground", np.eye(4), np.eye(3), lighting.ground_color, GROUND_CODE)
+            for obj in scene.objects:
+                model, normal = object_model_matrix(obj)
+                self._draw(self._colour_prog, "colour", obj.shape, model, normal, srgb_to_linear(world.COLORS_RGB[obj.color]), MATERIAL_CODE[obj.material])
+            ctx.copy_framebuffer(self._resolve_fbo, self._msaa_fbo)
+            data = self._resolve_fbo.read(components=3, alignment=1)
+        return np.frombuffer(data, dtype=np.uint8).reshape(self.height, self.width, 3)[::-1].copy()
+
+    def render_labels(self, scene: Scene) -> tuple[np.ndarray, np.ndarray]:
+        """(mask int16, depth float32) from an aliased pass: each pixel is what covers its centre."""
+        ctx = self.ctx
+        with ctx:
+            ctx.enable_only(ctx.DEPTH_TEST)
+            self._set_camera(self._label_prog, scene)
+            self._label_fbo.use()
+            self._label_fbo.clear(-1.0, -1.0, 0.0, 0.0, depth=1.0)
+            self._label_prog["object_id"].value = -1.0
+            self._vaos["label", "ground"].render()
+            for i, obj in enumerate(scene.objects):
+                model, normal = object_model_matrix(obj)
+                self._label_prog["model"].write(_mat(model))
+                self._label_prog["object_id"].value = float(i)
+                self._vaos["label", obj.shape].render()
+            data = self._label_fbo.read(components=2, dtype="f4", alignment=1)
+        labels = np.frombuffer(data, dtype=np.float32).reshape(self.height, self.width, 2)[::-1]
+        mask = np.rint(labels[:, :, 0]).astype(np.int16)
+        depth = labels[:, :, 1].copy()
+        depth[depth <= 0.0] = np.inf
+        return mask, depth
+
+    def release(self) -> None:
+        if self.ctx is not None:
+            self.ctx.release()
+            self.ctx = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.release()
+
+    # ----------------------------------------------------------------- helpers
+    def _set_camera(self, prog, scene: Scene) -> None:
+        rot, t = scene.camera.table_from_optical()
+        k = self._k
+        prog["opt_from_table"].write(_mat(rot.T))
+        prog["cam_pos"].value = tuple(float(v) for v in t)
+        prog["intr"].value = (k[0, 0], k[1, 1], k[0, 2], k[1, 2])
+        prog["size"].value = (float(self.width), float(self.height))
+        prog["model"].write(_mat(np.eye(4)))
+        if "normal_mat" in prog:
+            prog["normal_mat"].write(_mat(np.eye(3)))
+
+    def _set_lighting(self, lighting: Lighting, light_vp: np.ndarray, scene: Scene) -> None:
+        prog = self._colour_prog
+        prog["light_vp"].write(_mat(light_vp))
+        for which in ("key", "fill", "back"):
+            prog[f"{which}_dir"].value = tuple(float(v) for v in lighting.direction(which))
+            colour = np.asarray(getattr(lighting, f"{which}_color")) * getattr(lighting, f"{which}_intensity")
+            prog[f"{which}_col"].value = tuple(float(v) for v in colour)
+        prog["ambient"].value = tuple(float(v) * lighting.ambient_intensity for v in lighting.ambient_color)
+        prog["horizon"].value = tuple(float(v) for v in lighting.horizon_color)
+        footprints = np.zeros((MAX_FOOTPRINTS, 4), dtype="f4")
+        objects = scene.objects[:MAX_FOOTPRINTS]
+        for i, obj in enumerate(objects):
+            footprints[i, :3] = (obj.loc[0], obj.loc[1], world.radius(obj.shape, obj.size))
+        prog["footprints"].write(footprints.tobytes())
+        prog["n_footprints"].value = len(objects)
+
+    def _draw_shadow_map(self, scene: Scene, light_vp: np.ndarray) -> None:
+        self._shadow_fbo.use()
+        self._shadow_fbo.clear(depth=1.0)
+        self._shadow_prog["light_vp"].write(_mat(light_vp))
+        for obj in scene.objects:
+            model, _ = object_model_matrix(obj)
+            self._shadow_prog["model"].write(_mat(model))
+            self._vaos["shadow", obj.shape].render()
+
+    def _draw(self, prog, key, shape, model, normal, albedo, material) -> None:
+        prog["model"].write(_mat(model))
+        prog["normal_mat"].write(_mat(normal))
+        prog["albedo"].value = tuple(float(v) for v in albedo)
+        prog["material"].value = int(material)
+        self._vaos[key, shape].render()
