@@ -1,0 +1,155 @@
+"""Training batches and validation samples for the training loop and igllm-eval.
+
+Training data is an endless stream of batches that can start anywhere, so that a resumed
+run sees exactly what an uninterrupted one would:
+- a dataset directory: seeded permutations, one per epoch, read from a sample position;
+- the generator of a split: fresh scenes rendered in DataLoader workers; sample i of the
+  stream is sample i of `igllm-data generate` with the same split and seed. A resumed run
+  starts at the first index no worker had reached: exactly where an uninterrupted run
+  goes on with workers 0; with n workers it skips at most (n - 1) batches of scenes and
+  never repeats one (each worker renders every n-th index).
+`model.collate` runs inside the workers (collate_fn).
+"""
+from __future__ import annotations
+
+import functools
+import itertools
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, IterableDataset, Sampler
+
+from igllm_ros.model.training.data_spec import DataSpec
+
+DEFAULT_GENERATED_COUNT = 200  # validation scenes drawn from a generator when no count is given
+
+
+class EndlessShuffledSampler(Sampler):
+    """Dataset indices, epoch after epoch, each epoch a permutation seeded by (seed, epoch).
+
+    Starting at sample position `start` gives the same indices an uninterrupted run
+    yields from that position on.
+    """
+
+    def __init__(self, size: int, seed: int, start: int = 0):
+        if size < 1:
+            raise ValueError("cannot sample from an empty dataset")
+        self.size, self.seed, self.start = size, seed, start
+
+    def permutation(self, epoch: int) -> np.ndarray:
+        return np.random.default_rng(np.random.SeedSequence([self.seed, epoch])).permutation(self.size)
+
+    def __iter__(self) -> Iterator[int]:
+        epoch, offset = divmod(self.start, self.size)
+        while True:
+            for index in self.permutation(epoch)[offset:]:
+                yield int(index)
+            epoch, offset = epoch + 1, 0
+
+
+class GeneratedSamples(IterableDataset):
+    """Endless freshly rendered samples of a split (igllm_ros.data.stream.generate_samples).
+
+    generate_samples derives per-worker seeds itself and creates its renderer inside the
+    process that iterates, so every DataLoader worker renders its own scenes.
+    """
+
+    def __init__(self, split: str, seed: int, width: int, height: int, start: int = 0):
+        super().__init__()
+        self.split, self.seed, self.width, self.height, self.start = split, seed, width, height, start
+
+    def __iter__(self):
+        from igllm_ros.data.stream import generate_samples
+
+        return iter(generate_samples(self.split, self.seed, self.width, self.height, start=self.start))
+
+
+def generator_start(batches_done: int, batch_size: int, workers: int) -> int:
+    """The first stream index that no worker had reached after `batches_done` batches.
+
+    Worker w of n renders indices w, w + n, ... in batches, and the loader takes batches
+    round-robin, so after b batches each worker has drawn at most ceil(b / n) of them.
+    """
+    n = max(1, workers)
+    return batch_size * n * -(-batches_done // n)
+
+
+def stream_seed(seed: int, step: int) -> int:
+    """The generator seed for a run (re)started at `step`."""
+    return int(np.random.SeedSequence([seed, step]).generate_state(1)[0])
+
+
+def train_batches(
+    spec: DataSpec,
+    collate,
+    *,
+    batch_size: int,
+    workers: int,
+    seed: int,
+    start_sample: int,
+    start_step: int,
+    default_size: tuple[int, int],
+    pin_memory: bool = False,
+) -> Iterator[dict]:
+    """An endless iterator of collated micro-batches, starting where a run left off."""
+    # A dedicated generator: the loader's own draws (worker base seeds) then depend on
+    # (seed, step) only and never consume the global RNG that training restores on resume.
+    loader_rng = torch.Generator().manual_seed(stream_seed(seed, start_step))
+    common = dict(
+        batch_size=batch_size,
+        num_workers=workers,
+        collate_fn=collate,
+        pin_memory=pin_memory,
+        generator=loader_rng,
+        drop_last=True,
+    )
+    if workers > 0:
+        common.update(persistent_workers=False, prefetch_factor=4)
+    if spec.source == "dataset":
+        from igllm_ros.data.dataset import SceneDataset
+
+        dataset = SceneDataset(spec.path)
+        sampler = EndlessShuffledSampler(len(dataset), seed, start=start_sample)
+        return iter(DataLoader(dataset, sampler=sampler, **common))
+    width, height = spec.size or default_size
+    start = generator_start(start_sample // batch_size, batch_size, workers)
+    dataset = GeneratedSamples(spec.split, spec.seed, width, height, start=start)
+    return iter(DataLoader(dataset, **common))
+
+
+def load_samples(spec: DataSpec, default_size: tuple[int, int], count: int | None = None) -> list:
+    """A fixed list of samples (validation, evaluation): the first `count` of a dataset,
+    or `count` scenes rendered from a generator (spec.count, else DEFAULT_GENERATED_COUNT)."""
+    count = count or spec.count
+    if spec.source == "dataset":
+        from igllm_ros.data.dataset import SceneDataset
+
+        dataset = SceneDataset(spec.path)
+        return [dataset[i] for i in range(min(len(dataset), count or len(dataset)))]
+    from igllm_ros.data.stream import generate_samples
+
+    width, height = spec.size or default_size
+    stream = generate_samples(spec.split, spec.seed, width, height)
+    try:
+        return list(itertools.islice(stream, count or DEFAULT_GENERATED_COUNT))
+    finally:
+        close = getattr(stream, "close", None)
+        if close:
+            close()  # lets the generator release its renderer now
+
+
+def to_device(batch, device: torch.device):
+    """Tensors (also inside dicts, lists and tuples) onto the device; other values as they are."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(to_device(v, device) for v in batch)
+    return batch
+
+
+def collate_fn(model, augment: bool):
+    """model.collate with the augmentation flag bound (picklable for worker processes)."""
+    return functools.partial(model.collate, augment=augment)
