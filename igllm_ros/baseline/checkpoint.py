@@ -1,0 +1,102 @@
+"""Baseline checkpoints: one directory with config.json ("kind": "detr_baseline"),
+model.safetensors (tensors only, never pickle) and card.md."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+CARD_FILE = "card.md"
+
+
+def _error(message: str, fallback: type[Exception] = ValueError) -> Exception:
+    """igllm_ros.model.ModelLoadError where the model package provides it (the node and
+    igllm-eval catch that), else `fallback`."""
+    try:
+        from igllm_ros.model import ModelLoadError
+    except ImportError:
+        return fallback(message)
+    return ModelLoadError(message)
+
+
+def save(model, directory, card: dict | None = None) -> None:
+    from safetensors.torch import save_file
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(directory / WEIGHTS_FILE), metadata={"kind": model.config.kind})
+    config = model.config.to_dict()
+    (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
+    (directory / CARD_FILE).write_text(_card(model, card or {}))
+
+
+def _card(model, card: dict) -> str:
+    lines = [
+        f"# {model.name}",
+        "",
+        "A DETR-style set predictor (igllm_ros.baseline): the non-LLM yardstick for IG-LLM.",
+        "CNN encoder + 2D sine positions + transformer encoder/decoder with "
+        f"{model.config.max_objects} learned object queries and a camera query; Hungarian-matched loss.",
+        "See docs/baseline.md.",
+        "",
+        f"- parameters: {model.num_parameters():,}",
+        f"- input size (w, h): {model.input_size[0]} x {model.input_size[1]}",
+        f"- files: {CONFIG_FILE}, {WEIGHTS_FILE} (safetensors)",
+    ]
+    for key, value in card.items():
+        if isinstance(value, dict):
+            lines += ["", f"## {key}", ""] + [f"- {k}: {v}" for k, v in value.items()]
+        else:
+            lines.append(f"- {key}: {value}")
+    return "\n".join(lines) + "\n"
+
+
+def load(path, device="cpu", dtype=torch.float32):
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from igllm_ros.baseline.config import KIND, BaselineConfig
+    from igllm_ros.baseline.model import DETRBaseline
+
+    directory = Path(path)
+    if not directory.is_dir():
+        raise _error(f"baseline model directory {str(directory)!r} does not exist", FileNotFoundError)
+    config_path, weights_path = directory / CONFIG_FILE, directory / WEIGHTS_FILE
+    for needed in (config_path, weights_path):
+        if not needed.is_file():
+            raise _error(f"baseline model {str(directory)!r} has no {needed.name}", FileNotFoundError)
+    try:
+        raw = json.loads(config_path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise _error(f"{str(config_path)!r} is not readable JSON: {err}") from err
+    if not isinstance(raw, dict) or raw.get("kind") != KIND:
+        kind = raw.get("kind") if isinstance(raw, dict) else None
+        raise _error(f"{str(config_path)!r} has kind {kind!r}; the baseline loads only kind {KIND!r}")
+    try:
+        config = BaselineConfig.from_dict(raw)
+    except (TypeError, ValueError) as err:
+        raise _error(f"{str(config_path)!r} is not a valid baseline config: {err}") from err
+    try:
+        state = load_file(str(weights_path))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise _error(f"{str(weights_path)!r} is not a readable safetensors file: {err}") from err
+    model = DETRBaseline(config)
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong = sorted(k for k in set(state) & set(expected) if state[k].shape != expected[k].shape)
+    if missing or unexpected or wrong:
+        parts = []
+        if missing:
+            parts.append(f"missing tensors {missing[:5]}{' ...' if len(missing) > 5 else ''}")
+        if unexpected:
+            parts.append(f"unexpected tensors {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''}")
+        if wrong:
+            parts += [f"{k}: file {tuple(state[k].shape)} vs config {tuple(expected[k].shape)}" for k in wrong[:5]]
+        raise _error(f"{str(weights_path)!r} does not match {str(config_path)!r}: " + "; ".join(parts))
+    model.load_state_dict(state)
+    return model.to(device=device, dtype=dtype).eval()
