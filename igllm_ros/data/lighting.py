@@ -20,20 +20,20 @@ RGB = tuple[float, float, float]
 class Lighting:
     key_azimuth_deg: float = -24.0
     key_elevation_deg: float = 40.0
-    key_intensity: float = 1.7
+    key_intensity: float = 1.0
     key_color: RGB = (1.0, 1.0, 1.0)
     fill_azimuth_deg: float = -151.0
     fill_elevation_deg: float = 31.0
-    fill_intensity: float = 0.45
+    fill_intensity: float = 0.3
     fill_color: RGB = (1.0, 1.0, 1.0)
     back_azimuth_deg: float = 114.0
     back_elevation_deg: float = 63.0
-    back_intensity: float = 0.5
+    back_intensity: float = 0.35
     back_color: RGB = (1.0, 1.0, 1.0)
-    ambient_intensity: float = 0.22
+    ambient_intensity: float = 0.18
     ambient_color: RGB = (1.0, 1.0, 1.0)
-    ground_color: RGB = (0.30, 0.30, 0.30)  # linear albedo of the ground plane
-    horizon_color: RGB = (0.19, 0.19, 0.19)  # what the ground fades to far away (linear, lit)
+    ground_color: RGB = (0.19, 0.19, 0.19)  # linear albedo of the ground plane
+    horizon_color: RGB = (0.15, 0.15, 0.15)  # what the ground fades to far away (linear, lit)
 
     def direction(self, which: str) -> np.ndarray:
         """Unit vector (table frame) pointing from the scene towards light `which`."""

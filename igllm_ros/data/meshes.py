@@ -25,16 +25,31 @@ def sphere(slices: int = 40, stacks: int = 20) -> np.ndarray:
     return _triangles(0.5 * unit, unit, np.array(faces))
 
 
-def cube() -> np.ndarray:
+def cube(bevel: float = 0.06, bevel_steps: int = 2) -> np.ndarray:
+    """A cube with rounded edges of radius `bevel` (CLEVR's cubes are bevelled; the
+    bevels catch highlights, which is much of what makes a metal cube read as metal)."""
+    h = 0.5 - bevel
+    arc = [h + bevel * k / bevel_steps for k in range(bevel_steps + 1)]
+    coords = np.array(sorted({-c for c in arc} | set(arc)))
     out = []
     for axis in range(3):
         for sign in (-1.0, 1.0):
-            normal = np.zeros(3)
-            normal[axis] = sign
-            u, v = np.eye(3)[(axis + 1) % 3], np.eye(3)[(axis + 2) % 3]
-            corners = [0.5 * (normal + su * u + sv * v) for su, sv in ((-1, -1), (1, -1), (1, 1), (-1, 1))]
-            for tri in ((0, 1, 2), (0, 2, 3)):
-                out += [np.concatenate([corners[k], normal]) for k in tri]
+            u_axis, v_axis = (axis + 1) % 3, (axis + 2) % 3
+            grid = np.zeros((len(coords), len(coords), 3))
+            grid[..., axis] = 0.5 * sign
+            grid[..., u_axis], grid[..., v_axis] = np.meshgrid(coords, coords, indexing="ij")
+            core = np.clip(grid, -h, h)
+            offset = grid - core
+            normal = offset / np.linalg.norm(offset, axis=-1, keepdims=True)
+            surface = core + bevel * normal
+            for i in range(len(coords) - 1):
+                for j in range(len(coords) - 1):
+                    quad = [(i, j), (i + 1, j), (i + 1, j + 1), (i, j + 1)]
+                    if sign < 0:
+                        quad = quad[::-1]
+                    for k in (0, 1, 2, 0, 2, 3):
+                        a, b = quad[k]
+                        out.append(np.concatenate([surface[a, b], normal[a, b]]))
     return np.array(out, dtype="f4")
 
 
@@ -61,4 +76,6 @@ def ground(half_extent: float) -> np.ndarray:
     return _triangles(corners, up, np.array([(0, 1, 2), (0, 2, 3)]))
 
 
-UNIT_MESHES = {"sphere": sphere, "cube": cube, "cylinder": cylinder}
+def unit_meshes(segments: int) -> dict[str, np.ndarray]:
+    """The three shapes, curved ones with `segments` around their axis."""
+    return {"sphere": sphere(segments, max(8, segments // 2)), "cube": cube(), "cylinder": cylinder(segments)}

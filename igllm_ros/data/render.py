@@ -70,6 +70,8 @@ uniform vec3 key_dir, fill_dir, back_dir;
 uniform vec3 key_col, fill_col, back_col;   // colour x intensity
 uniform vec3 ambient;                        // colour x intensity
 uniform vec3 horizon;
+uniform vec3 sky;                            // light colour of the sky dome
+uniform vec3 ground_lit;                     // the open ground's lit colour
 uniform sampler2DShadow shadow_map;
 uniform vec4 footprints[%(max_objects)d];     // x, y, radius, 0: contact darkening
 uniform int n_footprints;
@@ -93,13 +95,24 @@ float key_shadow() {
     return s * 0.25;
 }
 
-// A cheap studio environment for metal: lit ground below the horizon, a soft grey dome above.
-vec3 environment(vec3 r) {
-    vec3 ground_seen = horizon * 1.6;
-    vec3 sky = mix(horizon * 2.6, vec3(0.95), clamp(r.z * 1.5, 0.0, 1.0));
-    vec3 env = r.z < 0.0 ? ground_seen : sky;
-    env = mix(ground_seen, env, smoothstep(-0.03, 0.03, r.z));
-    return env;
+// A cheap studio environment for metal. Below the horizon a ray sees the lit ground plane:
+// dark near the object's own base (its contact shadow), brighter towards the key light,
+// fading to the horizon colour far away. Above it, a sky dome brightening upwards with
+// soft reflections of the three lamps.
+vec3 environment(vec3 p, vec3 r) {
+    float t = p.z / max(-r.z, 1e-3);
+    vec2 hit = p.xy + t * r.xy;
+    vec2 flat_r = normalize(r.xy + vec2(1e-5));
+    float towards_key = max(dot(flat_r, normalize(key_dir.xy)), 0.0);
+    vec3 below = ground_lit * (0.2 + 0.8 * smoothstep(0.0, 0.06, t)) * (0.3 + 1.6 * towards_key * towards_key * towards_key);
+    below = mix(below, horizon, smoothstep(0.25, 1.6, length(hit)));
+    vec3 above = sky * mix(0.3, 1.1, sqrt(clamp(r.z, 0.0, 1.0)));
+    above += key_col * 1.2 * pow(max(dot(r, key_dir), 0.0), 24.0)
+           + (fill_col * pow(max(dot(r, fill_dir), 0.0), 16.0) + back_col * pow(max(dot(r, back_dir), 0.0), 16.0)) * 0.6;
+    // CLEVR's lamps are large and near: their reflections reach down vertical surfaces,
+    // which draws the bright streaks of metal cylinders and the lit faces of metal cubes.
+    float streak = pow(towards_key, 60.0) * smoothstep(-0.9, 0.0, r.z);
+    return mix(below, above, smoothstep(-0.015, 0.015, r.z)) + key_col * 0.9 * streak;
 }
 
 void main() {
@@ -126,11 +139,9 @@ void main() {
         colour = albedo * lit + 0.06 * key_col * pow(max(dot(n, h), 0.0), 12.0) * sh;
     } else {
         vec3 r = reflect(-v, n);
-        float fres = 0.65 + 0.35 * pow(1.0 - max(dot(n, v), 0.0), 5.0);
-        vec3 spec = key_col * pow(max(dot(r, key_dir), 0.0), 220.0) * 6.0 * sh
-                  + fill_col * pow(max(dot(r, fill_dir), 0.0), 120.0) * 3.0
-                  + back_col * pow(max(dot(r, back_dir), 0.0), 120.0) * 3.0;
-        colour = albedo * (0.18 * lit + fres * 1.1 * environment(r)) + spec * mix(albedo, vec3(1.0), 0.5);
+        float fres = 0.75 + 0.25 * pow(1.0 - max(dot(n, v), 0.0), 5.0);
+        vec3 spec = key_col * pow(max(dot(r, key_dir), 0.0), 400.0) * 8.0 * sh;
+        colour = albedo * (0.08 * lit + fres * 1.25 * environment(v_pos, r)) + spec * mix(albedo, vec3(1.0), 0.6);
     }
     frag = vec4(pow(clamp(colour, 0.0, 1.0), vec3(1.0 / 2.2)), 1.0);
 }
@@ -222,12 +233,18 @@ class SceneRenderer:
         self._label_prog = ctx.program(vertex_shader=_VERTEX, fragment_shader=_LABEL_FRAGMENT)
         self._shadow_prog = ctx.program(vertex_shader=_SHADOW_VERTEX, fragment_shader=_SHADOW_FRAGMENT)
 
-        self._buffers = {name: ctx.buffer(make().tobytes()) for name, make in meshes.UNIT_MESHES.items()}
-        self._buffers["ground"] = ctx.buffer(meshes.ground(GROUND_HALF_EXTENT_M).tobytes())
+        # Tessellation follows the image size (vertex work dominates on llvmpipe): at 320x240 a
+        # large sphere is ~50 px wide and 24 segments keep its outline within 0.2 px.
+        segments = int(np.clip(round(24 * self.width / world.IMAGE_WIDTH), 16, 64))
+        fine = meshes.unit_meshes(segments)
+        coarse = meshes.unit_meshes(16)  # shadows are soft anyway
+        ground = ctx.buffer(meshes.ground(GROUND_HALF_EXTENT_M).tobytes())
+        self._buffers = [ground] + [ctx.buffer(m.tobytes()) for m in (*fine.values(), *coarse.values())]
         self._vaos = {}
-        for name, buf in self._buffers.items():
+        for (name, mesh), buf in zip([("ground", None), *fine.items()], [ground, *self._buffers[1:4]]):
             self._vaos["colour", name] = ctx.vertex_array(self._colour_prog, [(buf, "3f 3f", "in_pos", "in_normal")])
             self._vaos["label", name] = ctx.vertex_array(self._label_prog, [(buf, "3f 12x", "in_pos")])
+        for name, buf in zip(coarse, self._buffers[4:]):
             self._vaos["shadow", name] = ctx.vertex_array(self._shadow_prog, [(buf, "3f 12x", "in_pos")])
 
         size = (self.width, self.height)
@@ -326,6 +343,13 @@ class SceneRenderer:
             prog[f"{which}_col"].value = tuple(float(v) for v in colour)
         prog["ambient"].value = tuple(float(v) * lighting.ambient_intensity for v in lighting.ambient_color)
         prog["horizon"].value = tuple(float(v) for v in lighting.horizon_color)
+        lamps = sum(np.asarray(getattr(lighting, f"{w}_color")) * getattr(lighting, f"{w}_intensity") for w in ("key", "fill", "back"))
+        ground = lighting.ambient_intensity * np.asarray(lighting.ambient_color) + sum(
+            np.asarray(getattr(lighting, f"{w}_color")) * getattr(lighting, f"{w}_intensity") * max(lighting.direction(w)[2], 0.0)
+            for w in ("key", "fill", "back")
+        )
+        prog["ground_lit"].value = tuple(float(v) for v in ground * np.asarray(lighting.ground_color))
+        prog["sky"].value = tuple(float(v) for v in lamps / max(lamps.max(), 1e-6))
         footprints = np.zeros((MAX_FOOTPRINTS, 4), dtype="f4")
         objects = scene.objects[:MAX_FOOTPRINTS]
         for i, obj in enumerate(objects):
