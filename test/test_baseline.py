@@ -211,6 +211,10 @@ def test_save_load_gives_identical_outputs(model, samples, tmp_path):
     for key in a:
         np.testing.assert_array_equal(a[key], b[key])
     assert [r.program for r in model.reconstruct(images)] == [r.program for r in loaded.reconstruct(images)]
+    half = baseline.load(tmp_path / "m", dtype=torch.bfloat16)  # what the node asks for on CUDA
+    assert half.dtype == torch.bfloat16
+    for rec in half.reconstruct(images):
+        program.parse_program(rec.program, strict=True)
 
 
 def test_load_errors_are_clear(model, tmp_path):
