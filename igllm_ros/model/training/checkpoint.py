@@ -74,12 +74,14 @@ def load_checkpoint(directory: Path, model, optimizer) -> dict:
     if document.get("format") != FORMAT_VERSION:
         raise CheckpointError(f"{trainer}: checkpoint format {document.get('format')}, expected {FORMAT_VERSION}")
     weights = _load_tensors(trainer / "weights.safetensors")
+    current = model.state_dict()
     expected = set(trainable_state(model))
-    if set(weights) != expected:
+    reshaped = sorted(k for k in expected & set(weights) if tuple(weights[k].shape) != tuple(current[k].shape))
+    if set(weights) != expected or reshaped:
         missing, unexpected = sorted(expected - set(weights)), sorted(set(weights) - expected)
         raise CheckpointError(
             f"{trainer}: checkpoint does not fit the model built from the preset "
-            f"(missing {missing[:5]}, unexpected {unexpected[:5]}); was the preset changed?"
+            f"(missing {missing[:5]}, unexpected {unexpected[:5]}, other shapes {reshaped[:5]}); was the preset changed?"
         )
     result = model.load_state_dict(weights, strict=False)
     if result.unexpected_keys:

@@ -40,7 +40,7 @@ def read_log(path: Path) -> list[dict]:
     return records
 
 
-TRAIN_KEYS = ("step", "loss", "lr", "samples_per_s", "samples_seen", "elapsed_s")
+TRAIN_KEYS = ("step", "loss", "grad_norm", "lr", "samples_per_s", "samples_seen", "elapsed_s")
 
 # Validation metrics worth a curve, with how to show them.
 _VAL_CURVES = (
@@ -98,8 +98,8 @@ def plot_curves(log_path: Path, png_path: Path, title: str = "") -> None:
             else:
                 ax.plot(steps, values, marker="o", ms=3, label=label)
         ax.set_ylim(-0.02, 1.02)
-        ax.legend(fontsize=7, loc="lower right")
-        twin.legend(fontsize=7, loc="upper right")
+        handles = ax.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
+        ax.legend(handles=handles, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3)
     ax.set(title="validation", xlabel="step")
     ax.grid(alpha=0.3)
     if title:
