@@ -1,0 +1,163 @@
+"""ModelConfig: the `model:` section of a training preset (config/train/*.yaml).
+
+Three parts, each a nested section: `vision` (the CLIP tower), `llm` (the causal LM) and
+`lora` (optional adapters on the LLM), plus how numbers are written (`numbers`). Unknown
+keys and bad values raise ValueError naming the key, so a typo in a preset fails early.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, replace
+
+KIND = "igllm"
+NUMBER_MODES = ("char", "float")
+PROJECTORS = ("linear", "mlp2")
+ATTRIBUTE_TOKENS = ("joint", "separate")
+
+
+@dataclass(frozen=True)
+class VisionConfig:
+    """A CLIP vision tower, from scratch (sizes below) or from a local pretrained directory."""
+
+    hidden: int = 192
+    layers: int = 4
+    heads: int = 4
+    intermediate: int = 768
+    patch: int = 10
+    feature_layer: int = -2  # hidden_states index the patch tokens come from (LLaVA/IG-LLM: penultimate)
+    pretrained_path: str | None = None  # a transformers CLIP directory; sizes above are then ignored
+    freeze: bool = False  # the paper freezes its pretrained CLIP; from scratch it must train
+
+
+@dataclass(frozen=True)
+class LLMConfig:
+    """A causal LM fed through inputs_embeds: a small Llama from scratch or a pretrained one."""
+
+    hidden: int = 256
+    layers: int = 4
+    heads: int = 4
+    kv_heads: int = 4
+    intermediate: int = 768
+    max_positions: int = 1024
+    pretrained_path: str | None = None  # a transformers model directory (or one holding gguf_file)
+    gguf_file: str | None = None  # file name inside pretrained_path, e.g. SmolLM2's *.gguf
+    freeze: bool = False  # freeze the base LLM (implied by LoRA)
+
+
+@dataclass(frozen=True)
+class LoraConfig:
+    """peft LoRA on the LLM (the paper: r=128, alpha=256 on every linear layer)."""
+
+    r: int = 128
+    alpha: int = 256
+    dropout: float = 0.05
+    target_modules: str | tuple[str, ...] = "all-linear"
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str = "igllm"
+    input_size: tuple[int, int] = (160, 120)  # (width, height), 4:3
+    numbers: str = "float"  # char: digits as tokens; float: <num> placeholder + numeric head
+    value_feedback: bool = False  # float mode: add a learned embedding of the value to <num>'s input
+    numeric_loss_weight: float = 1.0  # loss = CE + weight * MSE (float mode)
+    projector: str = "mlp2"
+    attribute_tokens: str = "joint"  # joint: one domain token per add-line head; separate: one choice per attribute
+    shuffle_objects: bool = False  # collate(augment=True): random object order instead of left-to-right
+    augment_brightness: float = 0.1  # collate(augment=True): +-10 % brightness/contrast jitter
+    vision: VisionConfig = field(default_factory=VisionConfig)
+    llm: LLMConfig = field(default_factory=LLMConfig)
+    lora: LoraConfig | None = None
+
+    def __post_init__(self):
+        w, h = self.input_size
+        if w * 3 != h * 4 or w < 32:
+            raise ValueError(f"model.input_size {tuple(self.input_size)} must be a 4:3 (width, height) of width >= 32")
+        if self.numbers not in NUMBER_MODES:
+            raise ValueError(f"model.numbers is {self.numbers!r}; expected one of {NUMBER_MODES}")
+        if self.projector not in PROJECTORS:
+            raise ValueError(f"model.projector is {self.projector!r}; expected one of {PROJECTORS}")
+        if self.attribute_tokens not in ATTRIBUTE_TOKENS:
+            raise ValueError(f"model.attribute_tokens is {self.attribute_tokens!r}; expected one of {ATTRIBUTE_TOKENS}")
+        if self.attribute_tokens == "joint" and self.llm.pretrained_path is not None:
+            raise ValueError("model.attribute_tokens: joint needs the domain vocabulary (no model.llm.pretrained_path); use separate")
+        if self.value_feedback and self.numbers != "float":
+            raise ValueError("model.value_feedback needs model.numbers: float")
+        v = self.vision
+        if v.pretrained_path is None:
+            if w % v.patch or h % v.patch:
+                raise ValueError(f"model.input_size {tuple(self.input_size)} is not a multiple of model.vision.patch {v.patch}")
+            if v.hidden % v.heads:
+                raise ValueError(f"model.vision.hidden {v.hidden} must be divisible by model.vision.heads {v.heads}")
+            if not -v.layers <= v.feature_layer <= -1:
+                raise ValueError(f"model.vision.feature_layer {v.feature_layer} must be in -{v.layers}..-1")
+        m = self.llm
+        if m.pretrained_path is None:
+            if m.gguf_file is not None:
+                raise ValueError("model.llm.gguf_file needs model.llm.pretrained_path (the directory holding it)")
+            if m.hidden % m.heads or m.heads % m.kv_heads:
+                raise ValueError(f"model.llm: hidden {m.hidden}, heads {m.heads}, kv_heads {m.kv_heads} do not divide")
+        if self.lora is not None and (self.lora.r < 1 or self.lora.alpha <= 0):
+            raise ValueError(f"model.lora: r {self.lora.r} and alpha {self.lora.alpha} must be positive")
+
+    @property
+    def float_numbers(self) -> bool:
+        return self.numbers == "float"
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        d = dict(d)
+        d.pop("kind", None)
+        _check_keys(cls, d, "model")
+        if "input_size" in d:
+            d["input_size"] = tuple(int(v) for v in d["input_size"])
+        if "vision" in d:
+            d["vision"] = _section(VisionConfig, d["vision"], "model.vision")
+        if "llm" in d:
+            d["llm"] = _section(LLMConfig, d["llm"], "model.llm")
+        if d.get("lora") is not None:
+            lora = dict(d["lora"])
+            if isinstance(lora.get("target_modules"), list):
+                lora["target_modules"] = tuple(lora["target_modules"])
+            d["lora"] = _section(LoraConfig, lora, "model.lora")
+        try:
+            return cls(**d)
+        except TypeError as err:
+            raise ValueError(f"bad model config: {err}") from err
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["kind"] = KIND
+        d["input_size"] = list(self.input_size)
+        if self.lora is not None and isinstance(self.lora.target_modules, tuple):
+            d["lora"]["target_modules"] = list(self.lora.target_modules)
+        return d
+
+    def replace(self, **changes) -> "ModelConfig":
+        return replace(self, **changes)
+
+
+def _check_keys(cls, d: dict, where: str) -> None:
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(d) - known)
+    if unknown:
+        raise ValueError(f"unknown option(s) {unknown} in {where}; known: {sorted(known)}")
+
+
+def _section(cls, value, where: str):
+    if isinstance(value, cls):
+        return value
+    if not isinstance(value, dict):
+        raise ValueError(f"{where} must be a mapping, got {type(value).__name__}")
+    _check_keys(cls, value, where)
+    return cls(**value)
+
+
+def tiny_test_config() -> ModelConfig:
+    """A very small, fast model for tests (ROS tests build and save one)."""
+    return ModelConfig(
+        name="igllm-test",
+        input_size=(64, 48),
+        numbers="float",
+        vision=VisionConfig(hidden=48, layers=2, heads=2, intermediate=96, patch=8, feature_layer=-1),
+        llm=LLMConfig(hidden=64, layers=2, heads=2, kv_heads=2, intermediate=128, max_positions=512),
+    )

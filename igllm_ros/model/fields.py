@@ -1,0 +1,92 @@
+"""The numbers of a scene program: per field its precision, its valid range and the
+normalisation the numeric head regresses, all derived from the pinned world (world.py).
+
+Fields: camera cx, cy, cz (the camera line), then per object x, y, z, rotation.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from igllm_ros import program, world
+
+
+@dataclass(frozen=True)
+class NumberField:
+    name: str
+    decimals: int
+    lo: float  # smallest value the program may hold for this field (already on the grid)
+    hi: float  # largest
+    centre: float  # the numeric head regresses (v - centre) / scale, roughly in [-1, 1]
+    scale: float
+
+    @property
+    def step(self) -> float:
+        return 10.0 ** -self.decimals
+
+    def normalise(self, value: float) -> float:
+        return (value - self.centre) / self.scale
+
+    def denormalise(self, value: float) -> float:
+        return value * self.scale + self.centre
+
+    def snap(self, value: float) -> float:
+        """The nearest value the program can write inside the field's range."""
+        if not math.isfinite(value):
+            value = self.centre
+        value = min(max(value, self.lo), self.hi)
+        return round(value, self.decimals)
+
+    def text(self, value: float) -> str:
+        return program.format_number(self.snap(value), self.decimals)
+
+    def all_texts(self) -> list[str]:
+        """Every number this field can be written as (what the char-mode grammar allows)."""
+        scale = 10**self.decimals
+        k_lo, k_hi = round(self.lo * scale), round(self.hi * scale)
+        return [program.format_number(k / scale, self.decimals) for k in range(k_lo, k_hi + 1)]
+
+    def contains(self, value: float) -> bool:
+        return self.lo - 1e-9 <= value <= self.hi + 1e-9
+
+
+def _outward(lo: float, hi: float, decimals: int) -> tuple[float, float]:
+    """[lo, hi] widened to the program's grid."""
+    scale = 10**decimals
+    return math.floor(lo * scale + 1e-9) / scale, math.ceil(hi * scale - 1e-9) / scale
+
+
+def _field(name: str, decimals: int, lo: float, hi: float, centre: float, scale: float) -> NumberField:
+    lo, hi = _outward(lo, hi, decimals)
+    return NumberField(name, decimals, lo, hi, centre, scale)
+
+
+_L = program.LOC_DECIMALS
+_R = program.ROTATION_DECIMALS
+_HALF = world.TABLE_HALF_EXTENT_M
+_Z_MAX = max(world.centre_height(shape, size) for shape in world.SHAPES for size in world.SIZES)
+_YAW_HALF = world.CUBE_SYMMETRY_DEG / 2.0
+_J = world.CAMERA_JITTER_M
+_C = world.CAMERA_NOMINAL_POSITION_M
+
+FIELDS: dict[str, NumberField] = {
+    "cx": _field("cx", _L, _C[0] - _J, _C[0] + _J, _C[0], _J),
+    "cy": _field("cy", _L, _C[1] - _J, _C[1] + _J, _C[1], _J),
+    "cz": _field("cz", _L, _C[2] - _J, _C[2] + _J, _C[2], _J),
+    "x": _field("x", _L, -_HALF, _HALF, 0.0, _HALF),
+    "y": _field("y", _L, -_HALF, _HALF, 0.0, _HALF),
+    "z": _field("z", _L, 0.0, _Z_MAX, _Z_MAX / 2.0, _Z_MAX / 2.0),
+    # Cube yaw in [-45, 45): the top of the range is one grid step below +45.
+    "rotation": NumberField("rotation", _R, -_YAW_HALF, _YAW_HALF - 10.0**-_R, 0.0, _YAW_HALF),
+}
+CAMERA_FIELDS = ("cx", "cy", "cz")
+OBJECT_LOC_FIELDS = ("x", "y", "z")
+
+
+def canonical_rotation(shape: str, yaw_deg: float) -> float:
+    """The yaw the program writes: cubes modulo 90 in [-45, 45) on the 0.1 degree grid
+    (a value that rounds up to +45.0 wraps to -45.0), other shapes 0."""
+    if shape != "cube":
+        return 0.0
+    snapped = round(world.canonical_yaw_deg(shape, yaw_deg), _R)
+    return round(world.canonical_yaw_deg(shape, snapped), _R)

@@ -1,0 +1,214 @@
+"""IGLLM: vision tower -> projector -> causal LLM writing the scene program, with a numeric
+head for float-mode numbers. The training protocol (collate, training_loss, param_groups),
+decoding (reconstruct, in decode.py) and checkpoints (save, in checkpoint.py) hang off it.
+
+Sequence layout (training and decoding alike): [image patch tokens] <bos> program <eos>,
+positions 0, 1, 2, ... without gaps. The token at position t is predicted from the final
+hidden state at t - 1; a `<num>`'s value is regressed from that same hidden state.
+"""
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+
+from igllm_ros.model import towers
+from igllm_ros.model.config import ModelConfig
+from igllm_ros.model.grammar import Grammar, encode_scene, image_order, target_scene
+
+
+def resize_rgb(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """HxWx3 uint8 RGB to (width, height) = size, bilinear (antialiased by PIL)."""
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"expected an HxWx3 uint8 RGB image, got shape {image.shape} dtype {image.dtype}")
+    if (image.shape[1], image.shape[0]) == tuple(size):
+        return image
+    return np.asarray(Image.fromarray(image).resize(tuple(size), Image.BILINEAR))
+
+
+class NumericHead(nn.Module):
+    """The paper's head: Tanh, Linear(h, h), GELU, Linear(h, 1) on the final hidden state."""
+
+    def __init__(self, hidden: int):
+        super().__init__()
+        self.net = nn.Sequential(nn.Tanh(), nn.Linear(hidden, hidden), nn.GELU(), nn.Linear(hidden, 1))
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.net(hidden).squeeze(-1)
+
+
+class IGLLM(nn.Module):
+    def __init__(self, config: ModelConfig, vision: nn.Module, llm: nn.Module, codec):
+        super().__init__()
+        self.config = config
+        self.name = config.name
+        self.input_size = tuple(config.input_size)
+        self.codec = codec
+        self.grammar = Grammar(codec, config.numbers, config.attribute_tokens)
+        self.vision = vision
+        self.llm = llm
+        grid_w, grid_h = towers.vision_grid(vision, self.input_size)
+        self.image_tokens = grid_w * grid_h
+        v_hidden = towers.vision_hidden(vision)
+        _, embeddings, _ = towers.llm_parts(llm)
+        hidden = embeddings.embedding_dim
+        if config.projector == "linear":
+            self.projector = nn.Linear(v_hidden, hidden)
+        else:
+            self.projector = nn.Sequential(nn.Linear(v_hidden, hidden), nn.GELU(), nn.Linear(hidden, hidden))
+        self.numeric_head = NumericHead(hidden) if config.float_numbers else None
+        self.value_embedding = nn.Linear(1, hidden) if config.value_feedback else None
+        if config.vision.freeze:
+            self.vision.requires_grad_(False)
+        self.register_buffer("pixel_mean", torch.tensor(towers.CLIP_MEAN).view(1, 3, 1, 1) * 255.0, persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(towers.CLIP_STD).view(1, 3, 1, 1) * 255.0, persistent=False)
+
+    @property
+    def device(self) -> torch.device:
+        return self.pixel_mean.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.projector.weight.dtype if isinstance(self.projector, nn.Linear) else self.projector[0].weight.dtype
+
+    def num_parameters(self, trainable_only: bool = False) -> int:
+        return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
+
+    # ---- data ---------------------------------------------------------------------------
+    def collate(self, samples, augment: bool = False) -> dict[str, torch.Tensor]:
+        """Samples (.image HxWx3 uint8, .scene) to CPU tensors. Images stay uint8 (cheap
+        between DataLoader workers) and are normalised on the model's device."""
+        if not samples:
+            raise ValueError("collate needs at least one sample")
+        images = torch.from_numpy(np.stack([resize_rgb(s.image, self.input_size) for s in samples]))
+        images = images.permute(0, 3, 1, 2).contiguous()
+        if augment and self.config.augment_brightness > 0:
+            images = _jitter(images, self.config.augment_brightness)
+        encoded = []
+        for s in samples:
+            objects = image_order(s.scene)
+            if augment and self.config.shuffle_objects:
+                random.shuffle(objects)
+            encoded.append(encode_scene(self.grammar, target_scene(s.scene, objects)))
+        length = max(len(e.token_ids) for e in encoded)
+        ids = torch.full((len(samples), length), self.grammar.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(samples), length), dtype=torch.long)
+        values = torch.zeros((len(samples), length), dtype=torch.float32)
+        for i, e in enumerate(encoded):
+            n = len(e.token_ids)
+            ids[i, :n] = torch.from_numpy(e.token_ids)
+            mask[i, :n] = 1
+            values[i, :n] = torch.from_numpy(e.num_values)
+        num_mask = (ids == self.grammar.num_id) & (mask == 1) if self.config.float_numbers else torch.zeros_like(mask, dtype=torch.bool)
+        return {"pixel_values": images, "input_ids": ids, "attention_mask": mask, "num_values": values, "num_mask": num_mask}
+
+    # ---- forward pieces -----------------------------------------------------------------
+    def encode_images(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """uint8 (B, 3, H, W) -> projected patch tokens (B, P, hidden)."""
+        pixels = (pixel_values.to(self.pixel_mean.dtype) - self.pixel_mean) / self.pixel_std
+        out = self.vision(pixel_values=pixels.to(self.dtype), interpolate_pos_encoding=True)
+        patches = out.last_hidden_state[:, 1:]  # the tower ends at the feature layer; drop CLS
+        return self.projector(patches)
+
+    def embed_tokens(self, ids: torch.Tensor, num_mask: torch.Tensor | None = None, values: torch.Tensor | None = None) -> torch.Tensor:
+        """Token embeddings; with value feedback, `<num>` positions get + value_embedding(value)."""
+        _, embeddings, _ = towers.llm_parts(self.llm)
+        embeds = embeddings(ids)
+        if self.value_embedding is not None and num_mask is not None and values is not None:
+            feedback = self.value_embedding(values.to(embeds.dtype).unsqueeze(-1))
+            embeds = embeds + feedback * num_mask.unsqueeze(-1).to(embeds.dtype)
+        return embeds
+
+    def hidden_states(self, inputs_embeds, attention_mask=None, position_ids=None, past_key_values=None):
+        decoder, _, _ = towers.llm_parts(self.llm)
+        out = decoder(
+            inputs_embeds=inputs_embeds,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            past_key_values=past_key_values,
+            use_cache=past_key_values is not None,
+        )
+        return out.last_hidden_state
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        _, _, head = towers.llm_parts(self.llm)
+        return head(hidden)
+
+    # ---- training -----------------------------------------------------------------------
+    def training_loss(self, batch) -> tuple[torch.Tensor, dict[str, float]]:
+        ids, mask = batch["input_ids"], batch["attention_mask"]
+        num_mask, num_values = batch["num_mask"], batch["num_values"]
+        image = self.encode_images(batch["pixel_values"])
+        tokens = self.embed_tokens(ids, num_mask, num_values)
+        p = image.shape[1]
+        full_mask = torch.cat([torch.ones(mask.shape[0], p, dtype=mask.dtype, device=mask.device), mask], dim=1)
+        hidden = self.hidden_states(torch.cat([image, tokens.to(image.dtype)], dim=1), attention_mask=full_mask)
+        predicting = hidden[:, p:-1]  # the state at t - 1 predicts program token t (t >= 1)
+        targets = ids[:, 1:]
+        valid = mask[:, 1:].bool()
+        logits = self.logits(predicting[valid]).float()
+        ce = F.cross_entropy(logits, targets[valid])
+        logs = {"ce": ce.item(), "token_acc": (logits.argmax(-1) == targets[valid]).float().mean().item()}
+        loss = ce
+        if self.numeric_head is not None:
+            is_num = num_mask[:, 1:]
+            if is_num.any():
+                predicted = self.numeric_head(predicting[is_num]).float()
+                mse = F.mse_loss(predicted, num_values[:, 1:][is_num].float())
+                loss = loss + self.config.numeric_loss_weight * mse
+                logs["mse"] = mse.item()
+        logs["loss"] = loss.item()
+        return loss, logs
+
+    def param_groups(self, lr: float, head_lr: float, weight_decay: float) -> list[dict]:
+        """AdamW groups: the numeric head and value embedding at head_lr; no weight decay on
+        biases, norms and embeddings' 1-D parameters. Frozen parameters are left out."""
+        head_ids = {id(p) for m in (self.numeric_head, self.value_embedding) if m is not None for p in m.parameters()}
+        groups = {(h, d): [] for h in (False, True) for d in (False, True)}
+        for name, param in self.named_parameters():
+            if not param.requires_grad:
+                continue
+            decay = param.ndim >= 2 and "norm" not in name.lower()
+            groups[(id(param) in head_ids, decay)].append(param)
+        result = []
+        for (is_head, decay), params in groups.items():
+            if params:
+                result.append({"params": params, "lr": head_lr if is_head else lr, "weight_decay": weight_decay if decay else 0.0})
+        return result
+
+    # ---- inference and checkpoints ------------------------------------------------------
+    @torch.no_grad()
+    def reconstruct(self, images: list[np.ndarray], max_objects: int = 10, skip_forced: bool = True):
+        from igllm_ros.model.decode import reconstruct
+
+        return reconstruct(self, images, max_objects=max_objects, skip_forced=skip_forced)
+
+    def save(self, directory, card: dict | None = None) -> None:
+        from igllm_ros.model.checkpoint import save
+
+        save(self, directory, card)
+
+
+def _jitter(images: torch.Tensor, amount: float) -> torch.Tensor:
+    """Brightness and contrast only (hue would change colour labels, geometry the
+    locations); torch's RNG, which DataLoader seeds differently in each worker."""
+    b = images.shape[0]
+    gain = 1.0 + (torch.rand(b, 1, 1, 1) * 2 - 1) * amount
+    offset = (torch.rand(b, 1, 1, 1) * 2 - 1) * amount * 255.0
+    mean = images.float().mean(dim=(1, 2, 3), keepdim=True)
+    return ((images.float() - mean) * gain + mean + offset).round().clamp(0, 255).to(torch.uint8)
+
+
+def build(config: ModelConfig) -> IGLLM:
+    """A fresh model: from-scratch towers, or pretrained ones from local paths."""
+    if not isinstance(config, ModelConfig):
+        config = ModelConfig.from_dict(dict(config))
+    codec = towers.build_codec(config)
+    vision = towers.build_vision(config)
+    llm = towers.build_llm(config, codec)
+    return IGLLM(config, vision, llm, codec)
