@@ -9,7 +9,7 @@ exactly.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
@@ -42,7 +42,7 @@ class Lighting:
         return np.array([math.cos(el) * math.cos(az), math.cos(el) * math.sin(az), math.sin(el)])
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {f.name: getattr(self, f.name) for f in fields(self)}  # flat: no deep copy needed
 
     @classmethod
     def from_dict(cls, data: dict) -> "Lighting":
@@ -85,4 +85,4 @@ def sample_lighting(rng: np.random.Generator, visual_shift: bool = False) -> Lig
     jittered["ambient_intensity"] = base.ambient_intensity * (1.0 + rng.uniform(-1, 1) * INTENSITY_JITTER)
     g = rng.uniform(-1, 1) * GROUND_JITTER
     jittered["ground_color"] = tuple(float(max(0.0, c + g)) for c in base.ground_color)
-    return Lighting(**{**asdict(base), **{k: float(v) if not isinstance(v, tuple) else v for k, v in jittered.items()}})
+    return replace(base, **{k: float(v) if not isinstance(v, tuple) else v for k, v in jittered.items()})

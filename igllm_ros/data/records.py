@@ -6,6 +6,7 @@ writer, the on-the-fly stream and the tests all produce identical samples.
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage
 from scipy.spatial.transform import Rotation
 
 from igllm_ros import world
@@ -13,7 +14,7 @@ from igllm_ros.data.lighting import Lighting
 from igllm_ros.data.sampling import SceneSpec, sample_scene_with_labels
 from igllm_ros.data.splits import split_id
 from igllm_ros.program import format_program
-from igllm_ros.scene import Camera, Scene, SceneObject, intrinsics, object_pose_in_optical, project
+from igllm_ros.scene import Camera, Scene, SceneObject, intrinsics, project
 
 RECORD_VERSION = 1
 
@@ -36,12 +37,20 @@ def make_sample(split: str, seed: int, index: int, renderer) -> tuple[np.ndarray
 def make_record(spec: SceneSpec, mask: np.ndarray, index: int, seed: int) -> dict:
     scene = spec.scene
     k = intrinsics(spec.width, spec.height)
-    rot, t = scene.camera.table_from_optical()
+    rot, t = scene.camera.table_from_optical()  # once per scene: it is not free
+    n = len(scene.objects)
+    locs = np.array([o.loc for o in scene.objects], dtype=float).reshape(n, 3)
+    centres_opt = (locs - t) @ rot  # as Camera.to_optical
+    table_from_object = Rotation.from_euler("z", [[o.rotation] for o in scene.objects], degrees=True)
+    quats_table = table_from_object.as_quat().reshape(n, 4)
+    # as scene.object_pose_in_optical, all objects at once (a test holds them equal)
+    quats_opt = (Rotation.from_matrix(rot.T) * table_from_object).as_quat().reshape(n, 4)
+    centres_px = project(centres_opt, k) if n else np.zeros((0, 2))
+    visible = np.bincount(mask[mask >= 0].ravel(), minlength=n)
+    boxes = ndimage.find_objects(mask.astype(np.int32) + 1, max_label=n)  # boxes[i]: label i + 1 = object i
     objects = []
     for i, obj in enumerate(scene.objects):
-        position_opt, quat_opt = object_pose_in_optical(obj, scene.camera)
-        ys, xs = np.nonzero(mask == i)
-        box = [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1] if xs.size else None
+        box = boxes[i]
         objects.append(
             {
                 "index": i,
@@ -51,13 +60,13 @@ def make_record(spec: SceneSpec, mask: np.ndarray, index: int, seed: int) -> dic
                 "size": obj.size,
                 "rotation_deg": obj.rotation,
                 "loc_table": list(obj.loc),
-                "quat_table_xyzw": _floats(Rotation.from_euler("z", obj.rotation, degrees=True).as_quat()),
-                "loc_optical": _floats(position_opt),
-                "quat_optical_xyzw": _floats(quat_opt),
+                "quat_table_xyzw": quats_table[i].tolist(),
+                "loc_optical": centres_opt[i].tolist(),
+                "quat_optical_xyzw": quats_opt[i].tolist(),
                 "dimensions": list(world.dimensions(obj.shape, obj.size)),
-                "centre_px": _floats(project(position_opt[None], k)[0]),
-                "bbox_xyxy": box,
-                "visible_pixels": int(xs.size),
+                "centre_px": centres_px[i].tolist(),
+                "bbox_xyxy": None if box is None else [box[1].start, box[0].start, box[1].stop, box[0].stop],
+                "visible_pixels": int(visible[i]),
             }
         )
     return {
@@ -71,10 +80,10 @@ def make_record(spec: SceneSpec, mask: np.ndarray, index: int, seed: int) -> dic
         "program": format_program(scene),
         "camera": {
             "loc": list(scene.camera.loc),
-            "K": _floats(k),
-            "table_from_optical": {"R": _floats(rot), "t": _floats(t)},
+            "K": k.tolist(),
+            "table_from_optical": {"R": rot.tolist(), "t": t.tolist()},
         },
-        "lighting": spec.lighting.to_dict(),
+        "lighting": {k: list(v) if isinstance(v, tuple) else v for k, v in spec.lighting.to_dict().items()},
         "objects": objects,
     }
 
@@ -99,7 +108,3 @@ def spec_from_record(record: dict) -> SceneSpec:
         width=record["width"],
         height=record["height"],
     )
-
-
-def _floats(a) -> list:
-    return np.asarray(a, dtype=float).tolist()

@@ -24,9 +24,12 @@ from igllm_ros.scene import Scene, intrinsics
 
 NEAR_M, FAR_M = 0.01, 30.0
 GROUND_HALF_EXTENT_M = 12.0
-SHADOW_MAP_SIZE = 1024
+SHADOW_MAP_SIZE = 512  # 1.4 mm texels: enough under the PCF blur, and half the cost of 1024
 SHADOW_HALF_EXTENT_M = 0.36  # light-space half width of the shadow map's view
 MSAA_SAMPLES = 4
+LOD_SEGMENTS = (8, 12, 16, 24, 32, 48, 64)  # tessellations of spheres and cylinders
+LOD_MAX_ERROR_PX = 0.25  # how far a tessellated outline may fall inside the true one
+SHADOW_SEGMENTS = 12  # shadows are soft: coarse meshes suffice
 MATERIAL_CODE = {"rubber": 0, "metal": 1}
 GROUND_CODE = 2
 
@@ -46,11 +49,13 @@ out vec3 v_normal;
 out vec4 v_light;
 out float v_zopt;
 const float N = %(near)r, F = %(far)r;
+const float SHADOW_OFFSET = %(shadow_offset)r;
 void main() {
     vec4 w = model * vec4(in_pos, 1.0);
     v_pos = w.xyz;
     v_normal = normal_mat * in_normal;
-    v_light = light_vp * w;
+    // normal offset (two shadow-map texels) against shadow acne on surfaces at grazing light
+    v_light = light_vp * vec4(w.xyz + normalize(v_normal) * SHADOW_OFFSET, 1.0);
     vec3 p = opt_from_table * (w.xyz - cam_pos);
     v_zopt = p.z;
     // Clip coordinates whose perspective divide gives the pinhole pixel of K (y down).
@@ -59,7 +64,7 @@ void main() {
                        ((F + N) * p.z - 2.0 * F * N) / (F - N),
                        p.z);
 }
-""" % {"near": NEAR_M, "far": FAR_M}
+""" % {"near": NEAR_M, "far": FAR_M, "shadow_offset": 2.0 * 2.0 * SHADOW_HALF_EXTENT_M / SHADOW_MAP_SIZE}
 
 _COLOUR_FRAGMENT = """
 #version 330
@@ -85,7 +90,7 @@ const float TEXEL = 1.0 / %(shadow_size)d.0;
 float key_shadow() {
     vec3 c = v_light.xyz / v_light.w * 0.5 + 0.5;
     if (c.x <= 0.0 || c.x >= 1.0 || c.y <= 0.0 || c.y >= 1.0 || c.z >= 1.0) return 1.0;
-    float ref = c.z - 0.0015;
+    float ref = c.z - 0.001;
     float s = 0.0;
     // 4 bilinear-compared taps (each a 2x2 PCF): soft-looking edges at little cost.
     s += texture(shadow_map, vec3(c.xy + vec2(-1.5, -0.5) * TEXEL, ref));
@@ -179,8 +184,8 @@ class Render:
     depth: np.ndarray  # (H, W) float32, metres along optical z; ground included; inf where nothing
 
 
-def srgb_to_linear(rgb255) -> np.ndarray:
-    return (np.asarray(rgb255, dtype=float) / 255.0) ** 2.2
+def srgb_to_linear(rgb255) -> tuple[float, float, float]:
+    return tuple(float((c / 255.0) ** 2.2) for c in rgb255)
 
 
 def object_model_matrix(obj) -> tuple[np.ndarray, np.ndarray]:
@@ -198,9 +203,13 @@ def object_model_matrix(obj) -> tuple[np.ndarray, np.ndarray]:
 def light_view_projection(direction: np.ndarray) -> np.ndarray:
     """Orthographic view-projection of the key light, looking at the table origin."""
     forward = -direction / np.linalg.norm(direction)
-    right = np.cross(forward, [0.0, 0.0, 1.0])
+    right = np.array([forward[1], -forward[0], 0.0])  # forward x (0, 0, 1)
     right /= np.linalg.norm(right)
-    up = np.cross(right, forward)
+    up = np.array([  # right x forward (np.cross is slow on 3-vectors)
+        right[1] * forward[2] - right[2] * forward[1],
+        right[2] * forward[0] - right[0] * forward[2],
+        right[0] * forward[1] - right[1] * forward[0],
+    ])
     eye = direction * 1.0
     view = np.eye(4)
     view[0, :3], view[1, :3], view[2, :3] = right, up, -forward
@@ -233,19 +242,12 @@ class SceneRenderer:
         self._label_prog = ctx.program(vertex_shader=_VERTEX, fragment_shader=_LABEL_FRAGMENT)
         self._shadow_prog = ctx.program(vertex_shader=_SHADOW_VERTEX, fragment_shader=_SHADOW_FRAGMENT)
 
-        # Tessellation follows the image size (vertex work dominates on llvmpipe): at 320x240 a
-        # large sphere is ~50 px wide and 24 segments keep its outline within 0.2 px.
-        segments = int(np.clip(round(24 * self.width / world.IMAGE_WIDTH), 16, 64))
-        fine = meshes.unit_meshes(segments)
-        coarse = meshes.unit_meshes(16)  # shadows are soft anyway
-        ground = ctx.buffer(meshes.ground(GROUND_HALF_EXTENT_M).tobytes())
-        self._buffers = [ground] + [ctx.buffer(m.tobytes()) for m in (*fine.values(), *coarse.values())]
         self._vaos = {}
-        for (name, mesh), buf in zip([("ground", None), *fine.items()], [ground, *self._buffers[1:4]]):
-            self._vaos["colour", name] = ctx.vertex_array(self._colour_prog, [(buf, "3f 3f", "in_pos", "in_normal")])
-            self._vaos["label", name] = ctx.vertex_array(self._label_prog, [(buf, "3f 12x", "in_pos")])
-        for name, buf in zip(coarse, self._buffers[4:]):
-            self._vaos["shadow", name] = ctx.vertex_array(self._shadow_prog, [(buf, "3f 12x", "in_pos")])
+        self._add_mesh(("ground",), meshes.ground(GROUND_HALF_EXTENT_M))
+        self._add_mesh(("cube",), meshes.cube())
+        for segments in LOD_SEGMENTS:
+            self._add_mesh(("sphere", segments), meshes.sphere(segments, max(6, segments // 2)))
+            self._add_mesh(("cylinder", segments), meshes.cylinder(segments))
 
         size = (self.width, self.height)
         self._shadow_tex = ctx.depth_texture((SHADOW_MAP_SIZE, SHADOW_MAP_SIZE))
@@ -272,19 +274,32 @@ class SceneRenderer:
     def render_rgb(self, scene: Scene, lighting: Lighting | None = None) -> np.ndarray:
         lighting = NOMINAL if lighting is None else lighting
         ctx = self.ctx
+        pose = scene.camera.table_from_optical()
+        placed = self._placed(scene, pose)
         with ctx:
             ctx.enable_only(ctx.DEPTH_TEST)
             light_vp = light_view_projection(lighting.direction("key"))
-            self._draw_shadow_map(scene, light_vp)
-            self._set_camera(self._colour_prog, scene)
+            self._draw_shadow_map(placed, light_vp)
+            prog = self._colour_prog
+            self._set_camera(prog, pose)
             self._set_lighting(lighting, light_vp, scene)
             self._msaa_fbo.use()
             self._msaa_fbo.clear(*lighting.horizon_color, 1.0, depth=1.0)
             self._shadow_tex.use(location=0)
-            self._draw(self._colour_prog, "colour", "ground", np.eye(4), np.eye(3), lighting.ground_color, GROUND_CODE)
-            for obj in scene.objects:
-                model, normal = object_model_matrix(obj)
-                self._draw(self._colour_prog, "colour", obj.shape, model, normal, srgb_to_linear(world.COLORS_RGB[obj.color]), MATERIAL_CODE[obj.material])
+            ctx.enable(ctx.CULL_FACE)  # closed meshes: back faces never show
+            for obj, model, normal, mesh in placed:
+                prog["model"].write(_mat(model))
+                prog["normal_mat"].write(_mat(normal))
+                prog["albedo"].value = srgb_to_linear(world.COLORS_RGB[obj.color])
+                prog["material"].value = MATERIAL_CODE[obj.material]
+                self._vaos["colour", mesh].render()
+            ctx.disable(ctx.CULL_FACE)
+            # the ground last: the depth test then skips shading it under the objects
+            prog["model"].write(_mat(np.eye(4)))
+            prog["normal_mat"].write(_mat(np.eye(3)))
+            prog["albedo"].value = tuple(float(v) for v in lighting.ground_color)
+            prog["material"].value = GROUND_CODE
+            self._vaos["colour", ("ground",)].render()
             ctx.copy_framebuffer(self._resolve_fbo, self._msaa_fbo)
             data = self._resolve_fbo.read(components=3, alignment=1)
         return np.frombuffer(data, dtype=np.uint8).reshape(self.height, self.width, 3)[::-1].copy()
@@ -292,18 +307,22 @@ class SceneRenderer:
     def render_labels(self, scene: Scene) -> tuple[np.ndarray, np.ndarray]:
         """(mask int16, depth float32) from an aliased pass: each pixel is what covers its centre."""
         ctx = self.ctx
+        pose = scene.camera.table_from_optical()
+        placed = self._placed(scene, pose)
+        prog = self._label_prog
         with ctx:
-            ctx.enable_only(ctx.DEPTH_TEST)
-            self._set_camera(self._label_prog, scene)
+            ctx.enable_only(ctx.DEPTH_TEST | ctx.CULL_FACE)
+            self._set_camera(prog, pose)
             self._label_fbo.use()
             self._label_fbo.clear(-1.0, -1.0, 0.0, 0.0, depth=1.0)
-            self._label_prog["object_id"].value = -1.0
-            self._vaos["label", "ground"].render()
-            for i, obj in enumerate(scene.objects):
-                model, normal = object_model_matrix(obj)
-                self._label_prog["model"].write(_mat(model))
-                self._label_prog["object_id"].value = float(i)
-                self._vaos["label", obj.shape].render()
+            for i, (_, model, _, mesh) in enumerate(placed):
+                prog["model"].write(_mat(model))
+                prog["object_id"].value = float(i)
+                self._vaos["label", mesh].render()
+            ctx.disable(ctx.CULL_FACE)
+            prog["model"].write(_mat(np.eye(4)))
+            prog["object_id"].value = -1.0
+            self._vaos["label", ("ground",)].render()
             data = self._label_fbo.read(components=2, dtype="f4", alignment=1)
         labels = np.frombuffer(data, dtype=np.float32).reshape(self.height, self.width, 2)[::-1]
         mask = np.rint(labels[:, :, 0]).astype(np.int16)
@@ -323,33 +342,59 @@ class SceneRenderer:
         self.release()
 
     # ----------------------------------------------------------------- helpers
-    def _set_camera(self, prog, scene: Scene) -> None:
-        rot, t = scene.camera.table_from_optical()
+    def _add_mesh(self, key: tuple, mesh) -> None:
+        vertices, triangles = mesh
+        vbo, ibo = self.ctx.buffer(vertices.tobytes()), self.ctx.buffer(triangles.astype("i4").tobytes())
+        self._vaos["colour", key] = self.ctx.vertex_array(self._colour_prog, [(vbo, "3f 3f", "in_pos", "in_normal")], ibo, 4)
+        self._vaos["label", key] = self.ctx.vertex_array(self._label_prog, [(vbo, "3f 12x", "in_pos")], ibo, 4)
+        self._vaos["shadow", key] = self.ctx.vertex_array(self._shadow_prog, [(vbo, "3f 12x", "in_pos")], ibo, 4)
+
+    def _placed(self, scene: Scene, pose) -> list:
+        """(object, model matrix, normal matrix, mesh key) per object, in scene order.
+
+        Curved shapes get the coarsest tessellation whose outline stays within
+        LOD_MAX_ERROR_PX of the true one at the object's distance (vertex work is most
+        of llvmpipe's cost, and most objects are small in the image).
+        """
+        if not scene.objects:
+            return []
+        rot, t = pose
+        centres = (np.array([o.loc for o in scene.objects], dtype=float) - t) @ rot  # optical frame
+        placed = []
+        for obj, centre in zip(scene.objects, centres):
+            model, normal = object_model_matrix(obj)
+            if obj.shape == "cube":
+                mesh = ("cube",)
+            else:
+                radius_px = self._k[0, 0] * world.radius(obj.shape, obj.size) / max(centre[2] - world.LARGE_RADIUS_M, NEAR_M)
+                mesh = (obj.shape, _lod_segments(radius_px))
+            placed.append((obj, model, normal, mesh))
+        return placed
+
+    def _set_camera(self, prog, pose) -> None:
+        rot, t = pose
         k = self._k
         prog["opt_from_table"].write(_mat(rot.T))
         prog["cam_pos"].value = tuple(float(v) for v in t)
         prog["intr"].value = (k[0, 0], k[1, 1], k[0, 2], k[1, 2])
         prog["size"].value = (float(self.width), float(self.height))
-        prog["model"].write(_mat(np.eye(4)))
-        if "normal_mat" in prog:
-            prog["normal_mat"].write(_mat(np.eye(3)))
 
     def _set_lighting(self, lighting: Lighting, light_vp: np.ndarray, scene: Scene) -> None:
         prog = self._colour_prog
         prog["light_vp"].write(_mat(light_vp))
+        lamps = {}
         for which in ("key", "fill", "back"):
             prog[f"{which}_dir"].value = tuple(float(v) for v in lighting.direction(which))
-            colour = np.asarray(getattr(lighting, f"{which}_color")) * getattr(lighting, f"{which}_intensity")
-            prog[f"{which}_col"].value = tuple(float(v) for v in colour)
-        prog["ambient"].value = tuple(float(v) * lighting.ambient_intensity for v in lighting.ambient_color)
+            lamps[which] = np.asarray(getattr(lighting, f"{which}_color")) * getattr(lighting, f"{which}_intensity")
+            prog[f"{which}_col"].value = tuple(float(v) for v in lamps[which])
+        ambient = lighting.ambient_intensity * np.asarray(lighting.ambient_color)
+        prog["ambient"].value = tuple(float(v) for v in ambient)
         prog["horizon"].value = tuple(float(v) for v in lighting.horizon_color)
-        lamps = sum(np.asarray(getattr(lighting, f"{w}_color")) * getattr(lighting, f"{w}_intensity") for w in ("key", "fill", "back"))
-        ground = lighting.ambient_intensity * np.asarray(lighting.ambient_color) + sum(
-            np.asarray(getattr(lighting, f"{w}_color")) * getattr(lighting, f"{w}_intensity") * max(lighting.direction(w)[2], 0.0)
-            for w in ("key", "fill", "back")
-        )
+        # what a mirror sees: the open ground as lit, and a sky tinted like the lamps
+        ground = ambient + sum(lamps[w] * max(lighting.direction(w)[2], 0.0) for w in lamps)
         prog["ground_lit"].value = tuple(float(v) for v in ground * np.asarray(lighting.ground_color))
-        prog["sky"].value = tuple(float(v) for v in lamps / max(lamps.max(), 1e-6))
+        sky = sum(lamps.values())
+        prog["sky"].value = tuple(float(v) for v in sky / max(sky.max(), 1e-6))
         footprints = np.zeros((MAX_FOOTPRINTS, 4), dtype="f4")
         objects = scene.objects[:MAX_FOOTPRINTS]
         for i, obj in enumerate(objects):
@@ -357,18 +402,17 @@ class SceneRenderer:
         prog["footprints"].write(footprints.tobytes())
         prog["n_footprints"].value = len(objects)
 
-    def _draw_shadow_map(self, scene: Scene, light_vp: np.ndarray) -> None:
+    def _draw_shadow_map(self, placed: list, light_vp: np.ndarray) -> None:
         self._shadow_fbo.use()
         self._shadow_fbo.clear(depth=1.0)
         self._shadow_prog["light_vp"].write(_mat(light_vp))
-        for obj in scene.objects:
-            model, _ = object_model_matrix(obj)
+        for obj, model, _, _ in placed:
             self._shadow_prog["model"].write(_mat(model))
-            self._vaos["shadow", obj.shape].render()
+            self._vaos["shadow", ("cube",) if obj.shape == "cube" else (obj.shape, SHADOW_SEGMENTS)].render()
 
-    def _draw(self, prog, key, shape, model, normal, albedo, material) -> None:
-        prog["model"].write(_mat(model))
-        prog["normal_mat"].write(_mat(normal))
-        prog["albedo"].value = tuple(float(v) for v in albedo)
-        prog["material"].value = int(material)
-        self._vaos[key, shape].render()
+
+def _lod_segments(radius_px: float) -> int:
+    for segments in LOD_SEGMENTS:
+        if radius_px * (1.0 - math.cos(math.pi / segments)) <= LOD_MAX_ERROR_PX:
+            return segments
+    return LOD_SEGMENTS[-1]

@@ -1,0 +1,107 @@
+"""Benchmark the synthetic data pipeline: images per second.
+
+For each size (4:3: 160x120 and 320x240 by default) it prints
+  render      SceneRenderer.render (RGB + mask + depth) of pre-sampled scenes, one process
+  sample      sample_scene (placement + visibility renders), one process
+  generate    the whole pipeline as `igllm-data generate` runs it (sampling + render +
+              ground truth + PNG + JSON lines), with 1 worker and with N workers
+Each figure is measured in a fresh process, so LP_NUM_THREADS (Mesa llvmpipe's
+rasterizer threads) applies to it. Target: generation >= 50 img/s at 320x240 on the
+2-core development machine.
+
+    python bench/bench_data.py [--sizes 160x120 320x240] [--count 300] [--workers 2] [--lp-threads 1 2]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def _one(kind: str, width: int, height: int, count: int, workers: int, lp_threads: int) -> dict:
+    """Runs inside the child process: one measurement."""
+    import numpy as np
+
+    if kind == "generate":
+        from igllm_ros.data.writer import generate
+
+        with tempfile.TemporaryDirectory() as out:
+            start = time.perf_counter()
+            generate(out, "train", count, seed=0, width=width, height=height, workers=workers, lp_threads=lp_threads, progress=False)
+            seconds = time.perf_counter() - start
+        return {"img_s": count / seconds, "seconds": seconds}
+
+    from igllm_ros.data.render import SceneRenderer
+    from igllm_ros.data.sampling import sample_scene
+
+    renderer = SceneRenderer(width, height)
+    rng = np.random.default_rng(0)
+    if kind == "sample":
+        sample_scene(rng, "train", width, height, renderer)  # compile shaders first
+        start = time.perf_counter()
+        for _ in range(count):
+            sample_scene(rng, "train", width, height, renderer)
+        seconds = time.perf_counter() - start
+    else:
+        specs = [sample_scene(rng, "train", width, height, renderer) for _ in range(50)]
+        renderer.render(specs[0].scene, specs[0].lighting)
+        start = time.perf_counter()
+        for i in range(count):
+            renderer.render(specs[i % 50].scene, specs[i % 50].lighting)
+        seconds = time.perf_counter() - start
+    info = renderer.ctx.info["GL_RENDERER"]
+    renderer.release()
+    return {"img_s": count / seconds, "seconds": seconds, "gl": info}
+
+
+def _measure(kind, width, height, count, workers, lp_threads) -> dict:
+    env = dict(os.environ, LP_NUM_THREADS=str(lp_threads), PYTHONPATH=f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    args = [sys.executable, __file__, "--one", json.dumps([kind, width, height, count, workers, lp_threads])]
+    done = subprocess.run(args, env=env, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{kind} {width}x{height} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", nargs="+", default=["160x120", "320x240"])
+    parser.add_argument("--count", type=int, default=300, help="images per measurement")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 2, help="workers of the parallel generation run")
+    parser.add_argument("--lp-threads", type=int, nargs="+", default=[1, 2], help="LP_NUM_THREADS values to try")
+    parser.add_argument("--one", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(_one(*json.loads(args.one))))
+        return 0
+
+    load = os.getloadavg()
+    print(f"cpus {os.cpu_count()}, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} (a shared machine: figures vary)")
+    print(f"{'size':>8s}  {'what':28s} {'LP threads':>10s} {'img/s':>8s}")
+    for size in args.sizes:
+        width, height = (int(v) for v in size.split("x"))
+        for lp in args.lp_threads:
+            rows = [
+                ("render (rgb+mask+depth)", "render", 1),
+                ("sample (with visibility)", "sample", 1),
+                ("generate, 1 worker", "generate", 1),
+                (f"generate, {args.workers} workers", "generate", args.workers),
+            ]
+            for label, kind, workers in rows:
+                result = _measure(kind, width, height, args.count, workers, lp)
+                print(f"{size:>8s}  {label:28s} {lp:>10d} {result['img_s']:8.1f}", flush=True)
+        print()
+    print(f"renderer: {_measure('render', 64, 48, 5, 1, 1)['gl']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
