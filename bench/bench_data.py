@@ -57,7 +57,7 @@ def _one(kind: str, width: int, height: int, count: int, workers: int, lp_thread
         for i in range(count):
             renderer.render(specs[i % 50].scene, specs[i % 50].lighting)
         seconds = time.perf_counter() - start
-    info = renderer.ctx.info["GL_RENDERER"]
+    info = renderer.gl_renderer
     renderer.release()
     return {"img_s": count / seconds, "seconds": seconds, "gl": info}
 

@@ -330,6 +330,12 @@ class SceneRenderer:
         depth[depth <= 0.0] = np.inf
         return mask, depth
 
+    @property
+    def gl_renderer(self) -> str:
+        """The OpenGL renderer string, e.g. 'llvmpipe (...)' on a CPU or the GPU's name."""
+        with self.ctx:
+            return self.ctx.info["GL_RENDERER"]
+
     def release(self) -> None:
         if self.ctx is not None:
             self.ctx.release()
