@@ -245,6 +245,8 @@ def _run(args) -> int:
     model_path = Path(args.model)
     model = _load_model(model_path, device, dtype)
     name = getattr(model, "name", None) or model_path.name
+    if spec.source == "generator" and spec.size is None:
+        spec = replace(spec, size=tuple(model.input_size))  # render at the size the model reads
     try:
         samples = load_samples(spec, default_size=tuple(model.input_size), count=args.count)
     except (OSError, ValueError, KeyError) as err:

@@ -292,11 +292,14 @@ def _val_line(step: int, m: dict) -> str:
         value = m.get(key)
         return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.1f}"
 
-    loc = m.get("location_error_m", math.nan)
+    def num(key, scale, unit):
+        value = m.get(key)
+        return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{scale * value:.1f} {unit}"
+
     return (
-        f"val @ {step}: count exact {pct('count_exact')}%, L2 {1000 * loc:.1f} mm, "
+        f"val @ {step}: count exact {pct('count_exact')}%, L2 {num('location_error_m', 1000, 'mm')}, "
         f"shape {pct('acc_shape')} color {pct('acc_color')} material {pct('acc_material')} size {pct('acc_size')}%, "
-        f"yaw {m.get('yaw_error_deg', math.nan):.1f} deg, AP@12.5mm {pct('ap_0.0125m')}%"
+        f"yaw {num('yaw_error_deg', 1, 'deg')}, AP@12.5mm {pct('ap_0.0125m')}%"
     )
 
 

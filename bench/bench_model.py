@@ -1,0 +1,216 @@
+"""Model benchmark: training throughput, decode latency, model steps per scene.
+
+    python bench/bench_model.py --model models/igllm-tiny-float [--device all|cpu|cuda] [--json out.json] [--data DIR]
+
+Prints, per device (CPU, and CUDA when available unless --device picks one):
+- training samples/s: training_loss + backward + AdamW step on rendered train scenes
+  (bf16 autocast on CUDA, as igllm-train does);
+- decode latency per scene, p50 / p95, for rendered 3-object and 10-object scenes, one
+  image at a time (what the node does), and per scene in a batch of --batch images;
+- model forward passes per scene with and without forced-token skipping (IG-LLM's
+  reconstruct(skip_forced=...); n/a for models without it, e.g. the baseline).
+The issue's target on this CPU: tiny preset, p50 decode of a 10-object scene < 100 ms.
+"""
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from igllm_ros.model.training.runtime import describe_device, resolve_device, resolve_dtype  # noqa: E402
+
+
+def scenes_with_counts(counts: tuple[int, ...], per_count: int, size: tuple[int, int], seed: int, data: str | None = None) -> dict[int, list]:
+    """val_id samples with exactly each object count: rendered from the stream, or read
+    from a dataset directory (`data`, e.g. where no OpenGL is installed)."""
+    if data:
+        from igllm_ros.data.dataset import SceneDataset
+
+        dataset = SceneDataset(data)
+        source = (dataset[i] for i in range(len(dataset)))
+    else:
+        from igllm_ros.data.stream import generate_samples
+
+        source = generate_samples("val_id", seed, *size)
+    found = {c: [] for c in counts}
+    for drawn, sample in enumerate(source):
+        n = len(sample.scene.objects)
+        if n in found and len(found[n]) < per_count:
+            found[n].append(sample)
+        if all(len(v) >= per_count for v in found.values()):
+            return found
+        if drawn > 200 * per_count * len(counts):
+            break
+    if not all(found.values()):
+        raise RuntimeError(f"found no scenes with {[c for c, v in found.items() if not v]} objects")
+    return found
+
+
+def training_throughput(model, samples: list, device: torch.device, batch_size: int, steps: int) -> float:
+    """Samples/s over `steps` optimizer steps after one warm-up step."""
+    groups = model.param_groups(1e-4, 1e-4, 0.0)
+    for group in groups:
+        for p in group["params"]:
+            p.requires_grad_(True)
+    optimizer = torch.optim.AdamW(groups)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+    model.train()
+    batches = [samples[(i * batch_size) % len(samples):][:batch_size] for i in range(steps + 1)]
+    batches = [b if len(b) == batch_size else samples[:batch_size] for b in batches]
+    try:
+        elapsed = 0.0
+        for i, chunk in enumerate(batches):
+            sync(device)
+            start = time.perf_counter()
+            batch = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in model.collate(chunk, augment=True).items()}
+            with autocast:
+                loss, _ = model.training_loss(batch)
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            sync(device)
+            if i > 0:
+                elapsed += time.perf_counter() - start
+        return steps * batch_size / elapsed
+    finally:
+        model.eval()
+
+
+def decode_latencies(model, images: list[np.ndarray], device: torch.device, **kwargs) -> list[float]:
+    model.reconstruct(images[:1], **kwargs)  # warm-up
+    times = []
+    for image in images:
+        sync(device)
+        start = time.perf_counter()
+        model.reconstruct([image], **kwargs)
+        sync(device)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def batched_ms_per_scene(model, images: list[np.ndarray], device: torch.device, batch: int) -> float:
+    chunk = (images * (batch // len(images) + 1))[:batch]
+    model.reconstruct(chunk)
+    sync(device)
+    start = time.perf_counter()
+    model.reconstruct(chunk)
+    sync(device)
+    return 1000.0 * (time.perf_counter() - start) / batch
+
+
+def steps_per_scene(model, images: list[np.ndarray], skip_forced: bool | None) -> float:
+    kwargs = {} if skip_forced is None else {"skip_forced": skip_forced}
+    return float(np.mean([r.steps for r in model.reconstruct(images, **kwargs)]))
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def bench_device(path: str, device: torch.device, args) -> dict:
+    from igllm_ros.model import load
+
+    dtype = resolve_dtype(args.dtype, device)
+    model = load(path, device=str(device), dtype=dtype)
+    size = tuple(model.input_size)
+    scenes = scenes_with_counts((3, 10), args.scenes, size, seed=args.seed, data=args.data)
+    has_skip = "skip_forced" in inspect.signature(model.reconstruct).parameters
+    result = {
+        "model": getattr(model, "name", Path(path).name),
+        "device": describe_device(device),
+        "dtype": str(dtype).replace("torch.", ""),
+        "input_size": list(size),
+        "parameters": sum(p.numel() for p in model.parameters()),
+    }
+    with torch.inference_mode():
+        for count, samples in scenes.items():
+            images = [s.image for s in samples]
+            times = np.array(decode_latencies(model, images, device)) * 1000.0
+            result[f"decode_{count}obj_p50_ms"] = float(np.percentile(times, 50))
+            result[f"decode_{count}obj_p95_ms"] = float(np.percentile(times, 95))
+            result[f"decode_{count}obj_batch{args.batch}_ms_per_scene"] = batched_ms_per_scene(model, images, device, args.batch)
+            if has_skip:
+                result[f"steps_{count}obj_skip"] = steps_per_scene(model, images, True)
+                result[f"steps_{count}obj_noskip"] = steps_per_scene(model, images, False)
+            else:
+                result[f"steps_{count}obj_skip"] = steps_per_scene(model, images, None)
+                result[f"steps_{count}obj_noskip"] = None
+    # Training in float32 weights (as igllm-train keeps them), bf16 autocast on CUDA.
+    if args.train_steps > 0:
+        del model
+        model = load(path, device=str(device), dtype=torch.float32)
+        train_samples = [s for group in scenes.values() for s in group]
+        result["train_samples_per_s"] = training_throughput(model, train_samples, device, args.train_batch, args.train_steps)
+        result["train_batch"] = args.train_batch
+    return result
+
+
+def format_table(results: list[dict], args) -> str:
+    def cell(value, fmt="{:.1f}"):
+        return "n/a" if value is None else fmt.format(value)
+
+    rows = [
+        ("training samples/s (batch %d)" % args.train_batch, "train_samples_per_s", "{:.1f}"),
+        ("decode 3 obj p50 (ms)", "decode_3obj_p50_ms", "{:.1f}"),
+        ("decode 3 obj p95 (ms)", "decode_3obj_p95_ms", "{:.1f}"),
+        ("decode 10 obj p50 (ms)", "decode_10obj_p50_ms", "{:.1f}"),
+        ("decode 10 obj p95 (ms)", "decode_10obj_p95_ms", "{:.1f}"),
+        (f"decode 3 obj, batch {args.batch} (ms/scene)", f"decode_3obj_batch{args.batch}_ms_per_scene", "{:.1f}"),
+        (f"decode 10 obj, batch {args.batch} (ms/scene)", f"decode_10obj_batch{args.batch}_ms_per_scene", "{:.1f}"),
+        ("model steps/scene 3 obj, skip forced", "steps_3obj_skip", "{:.1f}"),
+        ("model steps/scene 3 obj, no skip", "steps_3obj_noskip", "{:.1f}"),
+        ("model steps/scene 10 obj, skip forced", "steps_10obj_skip", "{:.1f}"),
+        ("model steps/scene 10 obj, no skip", "steps_10obj_noskip", "{:.1f}"),
+    ]
+    first = results[0]
+    lines = [f"{first['model']}: {first['parameters'] / 1e6:.2f} M parameters, input {first['input_size'][0]}x{first['input_size'][1]}, {args.scenes} scenes per count"]
+    width = max(len(r[0]) for r in rows)
+    header = f"  {'':<{width}}" + "".join(f"  {r['device'] + ' ' + r['dtype']:>28}" for r in results)
+    lines.append(header)
+    for label, key, fmt in rows:
+        lines.append(f"  {label:<{width}}" + "".join(f"  {cell(r.get(key), fmt):>28}" for r in results))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="models/igllm-tiny-float")
+    p.add_argument("--device", default="all", help="all (CPU, and CUDA when available) | auto | cpu | cuda")
+    p.add_argument("--dtype", default="auto", help="decode dtype: auto (bf16 on CUDA, float32 on CPU) | float32 | bfloat16")
+    p.add_argument("--scenes", type=int, default=20, help="scenes per object count (3 and 10)")
+    p.add_argument("--batch", type=int, default=8, help="batch size for the batched-decode figure")
+    p.add_argument("--train-steps", type=int, default=5)
+    p.add_argument("--train-batch", type=int, default=16)
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--data", default=None, help="take scenes from this dataset directory instead of rendering them")
+    p.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if not Path(args.model).is_dir():
+        print(f"bench_model: no model directory {args.model!r}; train one (docs/training.md) or pass --model", file=sys.stderr)
+        return 2
+    if args.device == "all":
+        devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
+    else:
+        devices = [resolve_device(args.device)]
+    results = [bench_device(args.model, device, args) for device in devices]
+    print(format_table(results, args))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps({"args": vars(args), "results": results}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
