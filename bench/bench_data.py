@@ -6,8 +6,10 @@ For each size (4:3: 160x120 and 320x240 by default) it prints
   generate    the whole pipeline as `igllm-data generate` runs it (sampling + render +
               ground truth + PNG + JSON lines), with 1 worker and with N workers
 Each figure is measured in a fresh process, so LP_NUM_THREADS (Mesa llvmpipe's
-rasterizer threads) applies to it. Target: generation >= 50 img/s at 320x240 on the
-2-core development machine.
+rasterizer threads) applies to it. Besides wall-clock img/s it prints the CPU time per
+image (all threads and workers): on a shared machine that is the steadier figure, and
+cores x 1000 / (CPU ms) is the rate the machine gives when nobody else uses it.
+Target: generation >= 50 img/s at 320x240 on the 2-core development machine.
 
     python bench/bench_data.py [--sizes 160x120 320x240] [--count 300] [--workers 2] [--lp-threads 1 2]
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -26,18 +29,24 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
+def _cpu_seconds() -> float:
+    """CPU time of this process and its finished children (worker pools), all threads."""
+    me, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + children.ru_utime + children.ru_stime
+
+
 def _one(kind: str, width: int, height: int, count: int, workers: int, lp_threads: int) -> dict:
-    """Runs inside the child process: one measurement."""
+    """Runs inside the child process: one measurement (wall img/s and CPU ms per image)."""
     import numpy as np
 
     if kind == "generate":
         from igllm_ros.data.writer import generate
 
         with tempfile.TemporaryDirectory() as out:
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), _cpu_seconds()
             generate(out, "train", count, seed=0, width=width, height=height, workers=workers, lp_threads=lp_threads, progress=False)
-            seconds = time.perf_counter() - start
-        return {"img_s": count / seconds, "seconds": seconds}
+            seconds, cpu = time.perf_counter() - start, _cpu_seconds() - cpu
+        return {"img_s": count / seconds, "seconds": seconds, "cpu_ms": 1000.0 * cpu / count}
 
     from igllm_ros.data.render import SceneRenderer
     from igllm_ros.data.sampling import sample_scene
@@ -46,20 +55,20 @@ def _one(kind: str, width: int, height: int, count: int, workers: int, lp_thread
     rng = np.random.default_rng(0)
     if kind == "sample":
         sample_scene(rng, "train", width, height, renderer)  # compile shaders first
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), _cpu_seconds()
         for _ in range(count):
             sample_scene(rng, "train", width, height, renderer)
-        seconds = time.perf_counter() - start
+        seconds, cpu = time.perf_counter() - start, _cpu_seconds() - cpu
     else:
         specs = [sample_scene(rng, "train", width, height, renderer) for _ in range(50)]
         renderer.render(specs[0].scene, specs[0].lighting)
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), _cpu_seconds()
         for i in range(count):
             renderer.render(specs[i % 50].scene, specs[i % 50].lighting)
-        seconds = time.perf_counter() - start
+        seconds, cpu = time.perf_counter() - start, _cpu_seconds() - cpu
     info = renderer.gl_renderer
     renderer.release()
-    return {"img_s": count / seconds, "seconds": seconds, "gl": info}
+    return {"img_s": count / seconds, "seconds": seconds, "cpu_ms": 1000.0 * cpu / count, "gl": info}
 
 
 def _measure(kind, width, height, count, workers, lp_threads) -> dict:
@@ -85,7 +94,7 @@ def main() -> int:
 
     load = os.getloadavg()
     print(f"cpus {os.cpu_count()}, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} (a shared machine: figures vary)")
-    print(f"{'size':>8s}  {'what':28s} {'LP threads':>10s} {'img/s':>8s}")
+    print(f"{'size':>8s}  {'what':28s} {'LP threads':>10s} {'img/s':>8s} {'CPU ms/img':>11s}")
     for size in args.sizes:
         width, height = (int(v) for v in size.split("x"))
         for lp in args.lp_threads:
@@ -97,7 +106,7 @@ def main() -> int:
             ]
             for label, kind, workers in rows:
                 result = _measure(kind, width, height, args.count, workers, lp)
-                print(f"{size:>8s}  {label:28s} {lp:>10d} {result['img_s']:8.1f}", flush=True)
+                print(f"{size:>8s}  {label:28s} {lp:>10d} {result['img_s']:8.1f} {result['cpu_ms']:11.1f}", flush=True)
         print()
     print(f"renderer: {_measure('render', 64, 48, 5, 1, 1)['gl']}")
     return 0

@@ -49,6 +49,8 @@ def _generate(args) -> int:
 
 
 def _show(args) -> int:
+    from PIL import Image
+
     from igllm_ros.data.dataset import SceneDataset
     from igllm_ros.data.sheet import contact_sheet
 
@@ -56,8 +58,9 @@ def _show(args) -> int:
     n = min(args.count, len(dataset))
     samples = [(s.image, s.meta) for s in (dataset[i] for i in range(args.start, args.start + n) if i < len(dataset))]
     sheet = contact_sheet(samples, cols=args.cols, legend=not args.no_legend)
-    if args.palette:
-        sheet = sheet.quantize(colors=256, method=2)  # median cut: small PNGs for docs
+    if args.palette:  # 256 colours, dithered so the ground's gradient does not band: small PNGs for docs
+        palette = sheet.quantize(colors=256, method=Image.Quantize.MEDIANCUT)
+        sheet = sheet.quantize(palette=palette, dither=Image.Dither.FLOYDSTEINBERG)
     sheet.save(args.out, optimize=True)
     print(f"wrote {args.out} ({len(samples)} samples of {args.data})")
     return 0

@@ -8,6 +8,7 @@ each other, and together they yield the same samples whatever n is.
 from __future__ import annotations
 
 import itertools
+import os
 from typing import Iterator
 
 from igllm_ros import world
@@ -46,6 +47,8 @@ def _samples(split: str, seed: int, width: int, height: int, start: int) -> Iter
     from igllm_ros.data.render import SceneRenderer
 
     worker, workers = _worker_slice()
+    if workers > 1:
+        os.environ.setdefault("LP_NUM_THREADS", "1")  # one llvmpipe thread per DataLoader worker
     renderer = SceneRenderer(width, height)
     try:
         for index in itertools.count(start + worker, workers):

@@ -164,6 +164,8 @@ def generate(
     """
     from tqdm import tqdm
 
+    if lp_threads is None and workers > 1 and "LP_NUM_THREADS" not in os.environ:
+        lp_threads = 1  # the workers already fill the cores; llvmpipe's own threads would oversubscribe
     folder, meta = prepare_folder(Path(out), split, seed, width, height, count)
     done = _done_indices(folder, count)
     todo = [i for i in range(count) if i not in done]
