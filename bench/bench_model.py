@@ -138,6 +138,8 @@ def bench_device(path: str, device: torch.device, args) -> dict:
             result[f"decode_{count}obj_p50_ms"] = float(np.percentile(times, 50))
             result[f"decode_{count}obj_p95_ms"] = float(np.percentile(times, 95))
             result[f"decode_{count}obj_batch{args.batch}_ms_per_scene"] = batched_ms_per_scene(model, images, device, args.batch)
+            # Latency follows what the model writes: show how many objects it wrote.
+            result[f"predicted_objects_{count}obj"] = float(np.mean([len(r.scene.objects) for r in model.reconstruct(images)]))
             if has_skip:
                 result[f"steps_{count}obj_skip"] = steps_per_scene(model, images, True)
                 result[f"steps_{count}obj_noskip"] = steps_per_scene(model, images, False)
@@ -164,6 +166,8 @@ def format_table(results: list[dict], args) -> str:
         ("decode 3 obj p95 (ms)", "decode_3obj_p95_ms", "{:.1f}"),
         ("decode 10 obj p50 (ms)", "decode_10obj_p50_ms", "{:.1f}"),
         ("decode 10 obj p95 (ms)", "decode_10obj_p95_ms", "{:.1f}"),
+        ("objects written for 3-object scenes", "predicted_objects_3obj", "{:.1f}"),
+        ("objects written for 10-object scenes", "predicted_objects_10obj", "{:.1f}"),
         (f"decode 3 obj, batch {args.batch} (ms/scene)", f"decode_3obj_batch{args.batch}_ms_per_scene", "{:.1f}"),
         (f"decode 10 obj, batch {args.batch} (ms/scene)", f"decode_10obj_batch{args.batch}_ms_per_scene", "{:.1f}"),
         ("model steps/scene 3 obj, skip forced", "steps_3obj_skip", "{:.1f}"),
@@ -172,7 +176,7 @@ def format_table(results: list[dict], args) -> str:
         ("model steps/scene 10 obj, no skip", "steps_10obj_noskip", "{:.1f}"),
     ]
     first = results[0]
-    lines = [f"{first['model']}: {first['parameters'] / 1e6:.2f} M parameters, input {first['input_size'][0]}x{first['input_size'][1]}, {args.scenes} scenes per count"]
+    lines = [f"{first['model']}: {first['parameters'] / 1e6:.2f} M parameters, input {first['input_size'][0]}x{first['input_size'][1]}, up to {args.scenes} scenes per count"]
     width = max(len(r[0]) for r in rows)
     header = f"  {'':<{width}}" + "".join(f"  {r['device'] + ' ' + r['dtype']:>28}" for r in results)
     lines.append(header)

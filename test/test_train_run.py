@@ -137,3 +137,33 @@ def test_generator_training_in_worker_processes_and_resume(tmp_path, data):
     assert [r["step"] for r in records if "loss" in r] == [2, 4]
     assert records[-1]["val"]["scenes"] == 2
     assert (out / "final" / "model.safetensors").is_file()
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_after_the_step_with_a_checkpoint(tmp_path, data):
+    """Ctrl-C in a terminal signals the whole process group (the loader's workers too)."""
+    import signal
+    import time
+
+    preset = write_preset(tmp_path / "p.yaml", data, steps=100000, eval_interval=0, checkpoint_interval=0, workers=1, log_interval=1)
+    out = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "igllm_ros.model.train", "--config", str(preset), "--out", str(out), "--no-progress",
+         "--set", "data.val=null"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while len(read_log(out / "log.jsonl")) < 3 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+        os.killpg(proc.pid, signal.SIGINT)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0, stderr[-3000:]
+    assert "stop requested" in stderr
+    step = json.loads((out / "checkpoint/trainer/state.json").read_text())["state"]["step"]
+    assert step >= 3 and step == read_log(out / "log.jsonl")[-1]["step"]
+    assert not (out / "final").exists()

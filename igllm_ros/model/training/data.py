@@ -105,7 +105,7 @@ def train_batches(
         drop_last=True,
     )
     if workers > 0:
-        common.update(persistent_workers=False, prefetch_factor=4)
+        common.update(persistent_workers=False, prefetch_factor=4, worker_init_fn=_ignore_interrupts)
     if spec.source == "dataset":
         from igllm_ros.data.dataset import SceneDataset
 
@@ -116,6 +116,14 @@ def train_batches(
     start = generator_start(start_sample // batch_size, batch_size, workers)
     dataset = GeneratedSamples(spec.split, spec.seed, width, height, start=start)
     return iter(DataLoader(dataset, **common))
+
+
+def _ignore_interrupts(worker_id: int) -> None:
+    """Ctrl-C in a terminal reaches every process of the group: the workers leave it to
+    the training process, which finishes its step, checkpoints and shuts them down."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def load_samples(spec: DataSpec, default_size: tuple[int, int], count: int | None = None) -> list:
