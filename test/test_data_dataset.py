@@ -15,7 +15,7 @@ from igllm_ros.data.render import SceneRenderer
 from igllm_ros.data.stream import generate_samples
 from igllm_ros.data.writer import generate
 from igllm_ros.program import parse_program
-from igllm_ros.scene import intrinsics
+from igllm_ros.scene import intrinsics, object_pose_in_optical
 
 W, H = 160, 120
 SEED = 3
@@ -46,7 +46,7 @@ def test_loader_round_trip(dataset_dir, renderer):
         sample = ds[i]
         assert isinstance(sample, Sample)
         rgb, record = make_sample("val_id", SEED, i, renderer)
-        assert sample.image.dtype == np.uint8 and sample.image.shape == (H, W, 3)
+        assert sample.image.dtype == np.uint8 and sample.image.shape == (H, W, 3) and sample.image.flags.writeable
         assert np.array_equal(sample.image, rgb)  # PNG is lossless
         assert sample.scene == spec_from_record(record).scene
         assert sample.scene == parse_program(record["program"], strict=True)[0]
@@ -68,7 +68,10 @@ def test_record_ground_truth_is_consistent(dataset_dir, renderer):
         spec = spec_from_record(record)
         assert np.array_equal(renderer.render_rgb(spec.scene, spec.lighting), ds[record["index"]].image)
         mask, _ = renderer.render_labels(spec.scene)
-        for o in record["objects"]:
+        for obj, o in zip(spec.scene.objects, record["objects"]):
+            position, quat = object_pose_in_optical(obj, spec.scene.camera)  # the shared definition
+            assert np.allclose(o["loc_optical"], position, atol=1e-12)
+            assert np.allclose(Rotation.from_quat(o["quat_optical_xyzw"]).as_matrix(), Rotation.from_quat(quat).as_matrix(), atol=1e-12)
             table, opt = np.array(o["loc_table"]), np.array(o["loc_optical"])
             assert np.allclose(rot @ opt + t, table, atol=1e-9)
             # the optical pose is the table pose seen from the camera

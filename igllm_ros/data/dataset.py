@@ -103,7 +103,7 @@ class SceneDataset:
         file = self.path / record["image"]
         try:
             with Image.open(file) as img:
-                image = np.asarray(img.convert("RGB"))
+                image = np.array(img.convert("RGB"))  # a writable copy (torch.from_numpy warns on read-only)
         except (FileNotFoundError, OSError) as err:
             raise DatasetError(f"dataset {str(self.path)!r}: cannot read image {record['image']!r} ({err})") from err
         if image.shape[:2] != (record["height"], record["width"]):
