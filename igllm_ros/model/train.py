@@ -121,11 +121,38 @@ def train(preset: Preset, out: str | Path, resume: bool = False, stop_at: int | 
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
 
+    resumed = None
+    if resume and found is not None:
+        try:
+            resumed = ckpt.read_state(found)  # where the data stream continues
+        except ckpt.CheckpointError as err:
+            raise TrainError(str(err)) from err
+    elif resume:
+        print(f"igllm-train: no checkpoint in {out}; starting from step 0", file=sys.stderr)
+    state = resumed or {"step": 0, "samples_seen": 0, "elapsed_s": 0.0}
+
     seed_everything(cfg["seed"])
     try:
         model = build_model(preset.model)
     except (ValueError, KeyError) as err:
         raise TrainError(f"preset {preset.name}: cannot build the model from `model:`: {err}") from err
+    try:
+        # The loader forks its workers here, while this process has neither CUDA nor an
+        # OpenGL context (Mesa's and the driver's threads do not survive a fork).
+        batches = train_batches(
+            preset.train_data,
+            collate_fn(model, cfg["augment"]),
+            batch_size=cfg["batch_size"],
+            workers=cfg["workers"],
+            seed=cfg["seed"],
+            start_sample=state["samples_seen"],
+            start_step=state["step"],
+            default_size=tuple(model.input_size),
+            pin_memory=device.type == "cuda",
+        )
+    except (OSError, ValueError, KeyError) as err:
+        raise TrainError(f"cannot read training data: {type(err).__name__}: {err}") from err
+
     model = model.to(device)
     model.train()
     groups = model.param_groups(cfg["lr"], cfg["head_lr"], cfg["weight_decay"])
@@ -133,40 +160,24 @@ def train(preset: Preset, out: str | Path, resume: bool = False, stop_at: int | 
         group["peak_lr"] = group["lr"]
     optimizer = torch.optim.AdamW(groups, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
     trainable = [p for g in optimizer.param_groups for p in g["params"]]
-
-    state = {"step": 0, "samples_seen": 0, "elapsed_s": 0.0}
-    if resume and found is not None:
+    if resumed is not None:
         try:
             state = ckpt.load_checkpoint(found, model, optimizer)
         except ckpt.CheckpointError as err:
             raise TrainError(str(err)) from err
         _warn_preset_changes(state.get("preset"), preset.raw)
         print(f"igllm-train: resuming {found} at step {state['step']} ({state['samples_seen']} samples seen)", file=sys.stderr)
-    elif resume:
-        print(f"igllm-train: no checkpoint in {out}; starting from step 0", file=sys.stderr)
     step, samples_seen, elapsed_before = state["step"], state["samples_seen"], state["elapsed_s"]
     if step >= total:
         print(f"igllm-train: {out} already trained {step} of {total} steps", file=sys.stderr)
-
     per_step = cfg["batch_size"] * cfg["grad_accum"]
+
     try:
-        # The loader forks its workers here, before this process opens any OpenGL context.
-        batches = train_batches(
-            preset.train_data,
-            collate_fn(model, cfg["augment"]),
-            batch_size=cfg["batch_size"],
-            workers=cfg["workers"],
-            seed=cfg["seed"],
-            start_sample=samples_seen,
-            start_step=step,
-            default_size=tuple(model.input_size),
-            pin_memory=device.type == "cuda",
-        )
         val_samples = []
         if preset.val_data is not None:
             val_samples = load_samples(preset.val_data, default_size=tuple(model.input_size))
     except (OSError, ValueError, KeyError) as err:
-        raise TrainError(f"cannot read training data: {type(err).__name__}: {err}") from err
+        raise TrainError(f"cannot read validation data: {type(err).__name__}: {err}") from err
 
     log = JsonlLog(out / "log.jsonl", resume_step=step if resume else None)
     autocast = (

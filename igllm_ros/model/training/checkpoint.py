@@ -64,15 +64,26 @@ def find_checkpoint(directory: Path) -> Path | None:
     return None
 
 
-def load_checkpoint(directory: Path, model, optimizer) -> dict:
-    """Restore weights, optimizer and RNG from a checkpoint; returns its `state`."""
-    trainer = Path(directory) / TRAINER_DIR
+def read_state(directory: Path) -> dict:
+    """The checkpoint's `state` (step, samples seen, wall time, preset) without loading it."""
+    return _read_document(Path(directory) / TRAINER_DIR)["state"]
+
+
+def _read_document(trainer: Path) -> dict:
     try:
         document = json.loads((trainer / "state.json").read_text())
     except (OSError, ValueError) as err:
         raise CheckpointError(f"cannot read {trainer / 'state.json'}: {err}") from err
-    if document.get("format") != FORMAT_VERSION:
-        raise CheckpointError(f"{trainer}: checkpoint format {document.get('format')}, expected {FORMAT_VERSION}")
+    if not isinstance(document, dict) or document.get("format") != FORMAT_VERSION:
+        found = document.get("format") if isinstance(document, dict) else None
+        raise CheckpointError(f"{trainer}: checkpoint format {found}, expected {FORMAT_VERSION}")
+    return document
+
+
+def load_checkpoint(directory: Path, model, optimizer) -> dict:
+    """Restore weights, optimizer and RNG from a checkpoint; returns its `state`."""
+    trainer = Path(directory) / TRAINER_DIR
+    document = _read_document(trainer)
     weights = _load_tensors(trainer / "weights.safetensors")
     current = model.state_dict()
     expected = set(trainable_state(model))
