@@ -37,16 +37,6 @@ def test_shipped_presets_load_and_share_budgets():
             ModelConfig.from_dict(preset.model)
 
 
-def test_package_paths_resolve_to_the_installed_package():
-    import igllm_ros
-    from igllm_ros.model.train import resolve_package_path
-
-    assert Path(resolve_package_path("package:igllm_ros")) == Path(igllm_ros.__file__).parent
-    assert resolve_package_path("/models/llm") == "/models/llm"
-    with pytest.raises(ValueError, match="no installed Python package"):
-        resolve_package_path("package:no_such_package_here")
-
-
 def test_overrides_coerce_types_and_reach_nested_keys(tmp_path):
     preset_file = write(tmp_path / "p.yaml", "model: {numbers: float}\ndata: {train: data/train}\ntrain: {lr: 3e-4}\n")
     preset = load_preset(preset_file, ["train.steps=77", "model.numbers=char", "model.vision.hidden=64", "train.bf16=false"])

