@@ -54,6 +54,7 @@ def test_local_pretrained_towers_with_lora_train_save_and_load(tmp_path):
     clip, llm = write_local_pretrained(tmp_path)
     config = igllm.tiny_test_config().replace(
         attribute_tokens="separate",
+        input_size=(64, 48),  # 8 x 6 patches of the small CLIP's 8 pixels
         vision=VisionConfig(pretrained_path=str(tmp_path / "clip"), freeze=True, feature_layer=-2),
         llm=LLMConfig(pretrained_path=str(tmp_path / "llm")),
         lora=LoraConfig(r=4, alpha=8, dropout=0.0),

@@ -154,10 +154,12 @@ def _section(cls, value, where: str):
 
 def tiny_test_config() -> ModelConfig:
     """A very small, fast model for tests (ROS tests build and save one)."""
+    # The camera's default 320x240 (the node's tests compare image sizes), in 8 x 6 coarse
+    # patches: 48 image tokens keep it fast.
     return ModelConfig(
         name="igllm-test",
-        input_size=(64, 48),
+        input_size=(320, 240),
         numbers="float",
-        vision=VisionConfig(hidden=48, layers=2, heads=2, intermediate=96, patch=8, feature_layer=-1),
+        vision=VisionConfig(hidden=48, layers=2, heads=2, intermediate=96, patch=40, feature_layer=-1),
         llm=LLMConfig(hidden=64, layers=2, heads=2, kv_heads=2, intermediate=128, max_positions=512),
     )
