@@ -133,7 +133,9 @@ def test_config_checks_name_the_key():
     with pytest.raises(ValueError, match=r"unknown option.*model\.vision"):
         ModelConfig.from_dict({"vision": {"hiden": 3}})
     with pytest.raises(ValueError, match="joint needs the domain vocabulary"):
-        ModelConfig.from_dict({"llm": {"pretrained_path": "/x"}})
+        ModelConfig.from_dict({"attribute_tokens": "joint", "llm": {"pretrained_path": "/x"}})
+    assert ModelConfig.from_dict({"llm": {"pretrained_path": "/x"}}).attribute_tokens == "separate"
+    assert ModelConfig().attribute_tokens == "joint"
     config = ModelConfig.from_dict({"numbers": "char", "vision": {"hidden": 64, "heads": 4}, "lora": {"r": 8, "alpha": 16}})
     assert ModelConfig.from_dict(config.to_dict()) == config
     assert config.to_dict()["kind"] == "igllm"

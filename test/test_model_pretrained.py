@@ -92,9 +92,18 @@ def test_local_pretrained_towers_with_lora_train_save_and_load(tmp_path):
     for result in before:
         program.parse_program(result.program, strict=True)
     model.save(tmp_path / "ckpt")
+    # save_frozen: false leaves the frozen CLIP and the LLM's base out, refers to their directories.
+    model.config = model.config.replace(save_frozen=False)
+    model.save(tmp_path / "ref")
+    assert (tmp_path / "ref" / "model.safetensors").stat().st_size < (tmp_path / "ckpt" / "model.safetensors").stat().st_size / 2
+    referenced = igllm.load(tmp_path / "ref")
+    assert [r.program for r in referenced.reconstruct([s.image for s in samples], max_objects=3)] == [r.program for r in before]
+
     shutil.rmtree(tmp_path / "clip")
-    shutil.rmtree(tmp_path / "llm")  # the checkpoint is self-contained
-    loaded = igllm.load(tmp_path / "ckpt")
+    shutil.rmtree(tmp_path / "llm")
+    with pytest.raises(igllm.ModelLoadError, match="save_frozen: false.*not a directory"):
+        igllm.load(tmp_path / "ref")
+    loaded = igllm.load(tmp_path / "ckpt")  # the default checkpoint is self-contained
     after = loaded.reconstruct([s.image for s in samples], max_objects=3)
     assert [r.program for r in after] == [r.program for r in before]
 

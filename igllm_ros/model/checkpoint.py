@@ -9,7 +9,9 @@
     card.md, card.json what the model is, its training data and metrics
 
 The transformers configs of both towers are stored, so loading rebuilds the exact
-architecture without the pretrained directories or GGUF file it was made from.
+architecture without the pretrained directories or GGUF file it was made from. With
+save_frozen: false the frozen weights of pretrained towers are left out and reloaded from
+those directories (named in config.json), which must then exist at load time.
 """
 from __future__ import annotations
 
@@ -41,7 +43,10 @@ def save(model, directory, card: dict | None = None) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     state = {}
     seen = {}
+    referenced = referenced_names(model)
     for name, tensor in model.state_dict().items():
+        if name in referenced:
+            continue
         # Tied weights (the LM head and input embeddings) are stored once.
         key = (tensor.data_ptr(), tuple(tensor.shape), tensor.dtype) if tensor.numel() else None
         if key is not None and key in seen:
@@ -60,6 +65,23 @@ def save(model, directory, card: dict | None = None) -> None:
     card_doc = {"name": model.name, "parameters": model.num_parameters(), **card}
     (directory / CARD_JSON).write_text(json.dumps(card_doc, indent=2) + "\n")
     (directory / CARD_FILE).write_text(_card_markdown(model, card))
+
+
+def referenced_names(model) -> set[str]:
+    """Tensors a save_frozen=False checkpoint leaves out: the frozen parameters of towers
+    loaded from pretrained directories (reloaded from those directories)."""
+    if model.config.save_frozen:
+        return set()
+    towers_from_pretrained = []
+    if model.config.vision.pretrained_path is not None:
+        towers_from_pretrained.append("vision.")
+    if model.config.llm.pretrained_path is not None:
+        towers_from_pretrained.append("llm.")
+    return {
+        name
+        for name, param in model.named_parameters(remove_duplicate=False)
+        if not param.requires_grad and name.startswith(tuple(towers_from_pretrained))
+    } if towers_from_pretrained else set()
 
 
 def _clean(value):
@@ -158,23 +180,35 @@ def _load_igllm(directory: Path, raw: dict, device, dtype):
             codec = TokenizerCodec.load(directory)
     except (OSError, ValueError, json.JSONDecodeError) as err:
         raise ModelLoadError(f"cannot read the tokenizer of {str(directory)!r}: {err}") from err
-    try:
-        vision = towers.vision_from_hf_config(hf_vision)
-        llm = towers.llm_from_hf_config(hf_llm, config.lora)
-        model = IGLLM(config, vision, llm, codec)
-    except (TypeError, ValueError, KeyError) as err:
-        raise ModelLoadError(f"{str(config_path)!r}: cannot build the model: {err}") from err
+    if config.save_frozen:
+        try:
+            vision = towers.vision_from_hf_config(hf_vision)
+            llm = towers.llm_from_hf_config(hf_llm, config.lora)
+            model = IGLLM(config, vision, llm, codec)
+        except (TypeError, ValueError, KeyError) as err:
+            raise ModelLoadError(f"{str(config_path)!r}: cannot build the model: {err}") from err
+    else:
+        # The frozen pretrained weights come from the towers' directories again.
+        try:
+            model = IGLLM(config, towers.build_vision(config), towers.build_llm(config, codec), codec)
+        except (OSError, TypeError, ValueError, KeyError) as err:
+            raise ModelLoadError(
+                f"{str(directory)!r} was saved without its frozen pretrained weights (save_frozen: false) and "
+                f"they cannot be loaded from the pretrained directories in its config: {err}"
+            ) from err
     try:
         state = load_file(str(weights_path))
     except (SafetensorError, OSError, ValueError) as err:
         raise ModelLoadError(f"{str(weights_path)!r} is not a readable safetensors file: {err}") from err
     _check_state(model, state, weights_path, config_path)
-    model.load_state_dict(state, strict=False)
+    with torch.no_grad():
+        model.load_state_dict(state, strict=False)
     return model.to(device=device, dtype=dtype).eval()
 
 
 def _check_state(model, state: dict, weights_path: Path, config_path: Path) -> None:
-    expected = model.state_dict()
+    referenced = referenced_names(model)
+    expected = {k: v for k, v in model.state_dict().items() if k not in referenced}
     # Tied weights are stored once, under whichever name came first.
     tied = _tied_names(model)
     missing = sorted(k for k in set(expected) - set(state) if not (tied.get(k, set()) & set(state)))

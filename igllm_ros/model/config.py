@@ -61,9 +61,16 @@ class ModelConfig:
     value_feedback: bool = False  # float mode: add a learned embedding of the value to <num>'s input
     numeric_loss_weight: float = 1.0  # loss = CE + weight * MSE (float mode)
     projector: str = "mlp2"
-    attribute_tokens: str = "joint"  # joint: one domain token per add-line head; separate: one choice per attribute
+    # joint: one domain-vocabulary token per add-line head (all four attributes); separate:
+    # one choice per attribute. Default: joint from scratch, separate for a pretrained LLM.
+    attribute_tokens: str | None = None
     shuffle_objects: bool = False  # collate(augment=True): random object order instead of left-to-right
     augment_brightness: float = 0.1  # collate(augment=True): +-10 % brightness/contrast jitter
+    # False: checkpoints leave out the frozen weights of pretrained towers (a frozen CLIP, a
+    # LoRA-wrapped LLM's base) and load them again from the towers' pretrained directories,
+    # which must then exist where the model is loaded (the paper preset's 7B LLM would
+    # otherwise write 28 GB per checkpoint). True: fully self-contained checkpoints.
+    save_frozen: bool = True
     vision: VisionConfig = field(default_factory=VisionConfig)
     llm: LLMConfig = field(default_factory=LLMConfig)
     lora: LoraConfig | None = None
@@ -76,6 +83,8 @@ class ModelConfig:
             raise ValueError(f"model.numbers is {self.numbers!r}; expected one of {NUMBER_MODES}")
         if self.projector not in PROJECTORS:
             raise ValueError(f"model.projector is {self.projector!r}; expected one of {PROJECTORS}")
+        if self.attribute_tokens is None:
+            object.__setattr__(self, "attribute_tokens", "joint" if self.llm.pretrained_path is None else "separate")
         if self.attribute_tokens not in ATTRIBUTE_TOKENS:
             raise ValueError(f"model.attribute_tokens is {self.attribute_tokens!r}; expected one of {ATTRIBUTE_TOKENS}")
         if self.attribute_tokens == "joint" and self.llm.pretrained_path is not None:
