@@ -17,7 +17,7 @@ from igllm_ros.program import format_program
 from igllm_ros.reconstruction import Reconstruction
 
 ROOT = Path(__file__).resolve().parents[1]
-SIZE = (64, 48)
+SIZE = tuple(tiny_test_config().input_size)
 
 
 @pytest.fixture(scope="module")

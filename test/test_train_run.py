@@ -15,7 +15,7 @@ from igllm_ros.model.train import main
 from igllm_ros.model.training.log import read_log
 
 ROOT = Path(__file__).resolve().parents[1]
-SIZE = (64, 48)  # tiny_test_config's input size: rendering and training stay fast
+SIZE = tuple(tiny_test_config().input_size)  # render at what the test model reads
 
 
 @pytest.fixture(scope="module")
