@@ -117,6 +117,19 @@ def test_lora_on_a_from_scratch_llm_trains_only_adapters_there():
     assert all(p.grad is not None for n, p in model.llm.named_parameters() if p.requires_grad and "lora_A" in n)
 
 
+def test_pickled_pretrained_weights_are_refused(tmp_path):
+    from transformers import CLIPVisionConfig, CLIPVisionModel
+
+    clip = CLIPVisionModel(CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                                            image_size=64, patch_size=8))
+    clip.save_pretrained(tmp_path / "clip")
+    (tmp_path / "clip" / "model.safetensors").unlink()
+    torch.save(clip.state_dict(), tmp_path / "clip" / "pytorch_model.bin")  # an old-style pickled checkpoint
+    config = igllm.tiny_test_config().replace(input_size=(64, 48), vision=VisionConfig(pretrained_path=str(tmp_path / "clip")))
+    with pytest.raises(towers.TowerError, match="no file named model.safetensors"):
+        igllm.build(config)
+
+
 def test_missing_pretrained_directories_are_named(tmp_path):
     with pytest.raises(towers.TowerError, match="model.vision.pretrained_path.*not a directory"):
         igllm.build(igllm.tiny_test_config().replace(vision=VisionConfig(pretrained_path=str(tmp_path / "none"))))

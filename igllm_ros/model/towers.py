@@ -31,7 +31,11 @@ def build_vision(config: ModelConfig) -> nn.Module:
     v = config.vision
     if v.pretrained_path is not None:
         path = _existing_dir(v.pretrained_path, "model.vision.pretrained_path")
-        model = CLIPVisionModel.from_pretrained(str(path), dtype=torch.float32)
+        try:
+            # safetensors only: a directory holding only pickled weights is refused.
+            model = CLIPVisionModel.from_pretrained(str(path), dtype=torch.float32, use_safetensors=True)
+        except (OSError, ValueError) as err:
+            raise TowerError(f"cannot load a CLIP vision tower (safetensors) from {path}: {err}") from err
         encoder = _tower(model).encoder
         total = len(encoder.layers)
         if not -total <= v.feature_layer <= -1:
@@ -120,7 +124,8 @@ def build_llm(config: ModelConfig, codec) -> nn.Module:
         llm = LlamaForCausalLM(hf)
     else:
         path = _existing_dir(m.pretrained_path, "model.llm.pretrained_path")
-        kwargs = {"gguf_file": _gguf(path, m.gguf_file)} if m.gguf_file else {}
+        # safetensors (or GGUF) only: a directory holding only pickled weights is refused.
+        kwargs = {"gguf_file": _gguf(path, m.gguf_file)} if m.gguf_file else {"use_safetensors": True}
         try:
             llm = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32, **kwargs)
         except (OSError, ValueError) as err:
