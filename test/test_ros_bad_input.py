@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 rclpy = pytest.importorskip("rclpy")
-pytest.importorskip("igllm_ros.model", reason="being built concurrently; these tests run once it lands")
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image  # noqa: E402
 

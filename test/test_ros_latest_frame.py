@@ -6,8 +6,6 @@ import numpy as np
 import pytest
 
 rclpy = pytest.importorskip("rclpy")
-pytest.importorskip("igllm_ros.model", reason="being built concurrently; these tests run once it lands")
-pytest.importorskip("igllm_ros.data.render", reason="being built concurrently; these tests run once it lands")
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 
 from igllm_ros.msg import Scene  # noqa: E402

@@ -3,8 +3,6 @@ including a missing and a corrupt model; parameters from a params file and --ros
 import pytest
 
 rclpy = pytest.importorskip("rclpy")
-pytest.importorskip("igllm_ros.model", reason="being built concurrently; these tests run once it lands")
-pytest.importorskip("igllm_ros.data.render", reason="being built concurrently; these tests run once it lands")
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 
 from igllm_ros.msg import Scene  # noqa: E402

@@ -8,8 +8,6 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 rclpy = pytest.importorskip("rclpy")
-pytest.importorskip("igllm_ros.model", reason="being built concurrently; these tests run once it lands")
-pytest.importorskip("igllm_ros.data.render", reason="being built concurrently; these tests run once it lands")
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 from std_srvs.srv import SetBool  # noqa: E402

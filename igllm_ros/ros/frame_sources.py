@@ -27,8 +27,10 @@ class GeneratorSource:
         return 0  # endless
 
     def next(self):
-        spec = self._sample(self._rng, split=self._split)
-        return self._renderer.render(spec.scene, lighting=spec.lighting).rgb, spec.scene
+        # Check visibility with the same renderer (one GL context, the published size).
+        renderer = self._renderer
+        spec = self._sample(self._rng, split=self._split, width=renderer.width, height=renderer.height, renderer=renderer)
+        return renderer.render(spec.scene, lighting=spec.lighting).rgb, spec.scene
 
 
 class DatasetSource:
