@@ -60,6 +60,15 @@ def draw_overlay(rgb: np.ndarray, scene_msg, camera: Intrinsics) -> np.ndarray:
     return np.asarray(image)
 
 
+def enlarged(rgb: np.ndarray, min_height: int = 240) -> np.ndarray:
+    """rgb scaled up by a whole factor to at least min_height rows (small model inputs such
+    as 160x120 leave no room for readable outlines and labels); unchanged if tall enough."""
+    scale = max(1, min_height // rgb.shape[0])
+    if scale == 1:
+        return rgb
+    return np.asarray(PILImage.fromarray(rgb).resize((rgb.shape[1] * scale, rgb.shape[0] * scale), PILImage.BILINEAR))
+
+
 def side_by_side(left: np.ndarray, right: np.ndarray) -> np.ndarray:
     if left.shape[0] != right.shape[0]:
         right = np.asarray(PILImage.fromarray(right).resize((right.shape[1] * left.shape[0] // right.shape[0], left.shape[0])))

@@ -30,7 +30,7 @@ from visualization_msgs.msg import MarkerArray
 from igllm_ros.msg import Scene
 from igllm_ros.ros import params, qos
 from igllm_ros.ros.conversions import scene_to_msg
-from igllm_ros.ros.debug_image import draw_overlay, side_by_side
+from igllm_ros.ros.debug_image import draw_overlay, enlarged, side_by_side
 from igllm_ros.ros.diagnostics import NodeStats, flatten, status_message
 from igllm_ros.ros.image_conversion import ImageError, check_image, decode_compressed, image_to_rgb
 from igllm_ros.ros.markers import scene_markers
@@ -341,8 +341,9 @@ class IgllmNode(LifecycleNode):
         return scene_msg, pinned, reconstruction
 
     def _publish_debug_image(self, pub, scene_msg, pinned_rgb, reconstruction, renderer):
-        height, width = pinned_rgb.shape[:2]
-        picture = draw_overlay(pinned_rgb, scene_msg, Intrinsics.pinned(width, height))
+        view = enlarged(pinned_rgb)  # the pinned camera scales with the image: overlay stays exact
+        height, width = view.shape[:2]
+        picture = draw_overlay(view, scene_msg, Intrinsics.pinned(width, height))
         if self._param("debug_rerender"):
             if renderer is None:
                 renderer = self._make_renderer(width, height)
