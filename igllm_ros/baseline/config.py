@@ -21,8 +21,10 @@ class BaselineConfig:
     ffn_dim: int = 512
     dropout: float = 0.0
     max_objects: int = world.MAX_OBJECTS  # learned object queries
+    anchors: bool = True  # anchored, refined object queries (network.AnchorQueries); False: plain DETR queries
+    attention_sigmas: tuple[float, ...] = (0.05, 0.1, 0.2, 0.0)  # per head, image widths; 0: no bias
     # Loss (DETR's recipe): matching cost and loss weights.
-    no_object_weight: float = 0.1  # weight of "no object" in the existence BCE
+    no_object_weight: float = 1.0  # weight of "no object" in the existence BCE (DETR: 0.1, see docs)
     cost_class: float = 1.0  # matching: minus the summed probabilities of the true attributes
     cost_loc: float = 5.0  # matching: L1 of the normalised location
     loss_exists: float = 1.0
@@ -42,6 +44,8 @@ class BaselineConfig:
             raise ValueError(f"model.input_size {tuple(self.input_size)} must be a 4:3 (width, height) of width >= 32")
         if self.d_model % self.heads:
             raise ValueError(f"model.d_model {self.d_model} must be divisible by model.heads {self.heads}")
+        if self.anchors and len(self.attention_sigmas) != self.heads:
+            raise ValueError(f"model.attention_sigmas needs one width per head ({self.heads}), got {list(self.attention_sigmas)}")
         if not 1 <= self.max_objects <= 64:
             raise ValueError(f"model.max_objects {self.max_objects} must be in 1..64")
 
@@ -52,13 +56,14 @@ class BaselineConfig:
         if unknown:
             raise ValueError(f"unknown baseline model option(s) {unknown}; known: {sorted(known)}")
         d = dict(d)
-        for key in ("input_size", "backbone_channels"):
+        for key in ("input_size", "backbone_channels", "attention_sigmas"):
             if key in d:
-                d[key] = tuple(int(v) for v in d[key])
+                d[key] = tuple((float if key == "attention_sigmas" else int)(v) for v in d[key])
         return cls(**d)
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["input_size"] = list(self.input_size)
         d["backbone_channels"] = list(self.backbone_channels)
+        d["attention_sigmas"] = list(self.attention_sigmas)
         return d

@@ -99,7 +99,7 @@ class DETRBaseline(nn.Module):
             if not p.requires_grad:
                 continue
             is_head = name.startswith(("network.heads.", "network.camera_head."))
-            decay = p.ndim >= 2 and "query_pos" not in name
+            decay = p.ndim >= 2 and "query_pos" not in name and "anchors.points" not in name
             groups.setdefault((is_head, decay), []).append(p)
         return [
             {
@@ -172,4 +172,5 @@ def _round_loc(loc) -> tuple[float, float, float]:
 
 
 def _round_yaw(yaw: float) -> float:
-    return world.canonical_yaw_deg("cube", round(float(yaw), scene_program.ROTATION_DECIMALS)) + 0.0
+    yaw = round(world.canonical_yaw_deg("cube", float(yaw)), scene_program.ROTATION_DECIMALS)
+    return world.canonical_yaw_deg("cube", yaw) if yaw >= 45.0 else yaw + 0.0  # 44.96 rounds to 45.0 = -45.0
