@@ -40,7 +40,8 @@ def _card(model, card: dict) -> str:
         "",
         "A DETR-style set predictor (igllm_ros.baseline): the non-LLM yardstick for IG-LLM.",
         "CNN encoder + 2D sine positions + transformer encoder/decoder with "
-        f"{model.config.max_objects} learned object queries and a camera query; Hungarian-matched loss.",
+        f"{model.config.max_objects} {'anchored ' if model.config.anchors else ''}object queries "
+        "and a camera query; Hungarian-matched loss.",
         "See docs/baseline.md.",
         "",
         f"- parameters: {model.num_parameters():,}",
