@@ -305,3 +305,12 @@ def test_the_shipped_preset_builds():
     preset = load_preset(Path(__file__).resolve().parents[1] / "config" / "train" / "baseline.yaml")
     model = baseline.build(preset.model)
     assert model.input_size == (160, 120) and 1e6 < model.num_parameters() < 5e6
+
+
+def test_training_step_under_bf16_autocast(model, samples):
+    """igllm-train uses bf16 autocast on CUDA; the attention bias must follow the query dtype."""
+    batch = model.collate(samples[:2])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss, logs = model.training_loss(batch)
+    loss.backward()
+    assert np.isfinite(loss.item()) and all(np.isfinite(v) for v in logs.values())
