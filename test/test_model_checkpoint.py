@@ -133,9 +133,10 @@ def test_weights_that_do_not_fit_the_config(saved, tmp_path):
 
 
 def test_baseline_directories_load_through_the_same_entry_point(tmp_path):
-    baseline = pytest.importorskip("igllm_ros.baseline")
+    from igllm_ros import baseline
+
     model = baseline.build({"input_size": [64, 48], "backbone_channels": [8, 16], "d_model": 32, "heads": 2,
-                            "encoder_layers": 1, "decoder_layers": 1, "ffn_dim": 64})
+                            "attention_sigmas": [0.1, 0.0], "encoder_layers": 1, "decoder_layers": 1, "ffn_dim": 64})
     model.save(tmp_path / "b")
     loaded = igllm.load(tmp_path / "b")
     assert type(loaded).__name__ == "DETRBaseline" and len(loaded.reconstruct(images(1))) == 1

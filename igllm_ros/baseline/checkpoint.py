@@ -7,6 +7,8 @@ from pathlib import Path
 
 import torch
 
+from igllm_ros.model_files import card_markdown
+
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 CARD_FILE = "card.md"
@@ -48,12 +50,7 @@ def _card(model, card: dict) -> str:
         f"- input size (w, h): {model.input_size[0]} x {model.input_size[1]}",
         f"- files: {CONFIG_FILE}, {WEIGHTS_FILE} (safetensors)",
     ]
-    for key, value in card.items():
-        if isinstance(value, dict):
-            lines += ["", f"## {key}", ""] + [f"- {k}: {v}" for k, v in value.items()]
-        else:
-            lines.append(f"- {key}: {value}")
-    return "\n".join(lines) + "\n"
+    return card_markdown(lines, card)
 
 
 def load(path, device="cpu", dtype=torch.float32):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from PIL import Image
 from torch import nn
 
 from igllm_ros import program as scene_program
@@ -14,20 +13,11 @@ from igllm_ros.baseline import targets
 from igllm_ros.baseline.config import BaselineConfig
 from igllm_ros.baseline.matching import set_loss
 from igllm_ros.baseline.network import IMAGE_MEAN, IMAGE_STD, DETRNetwork
+from igllm_ros.model_files import resize_rgb
 from igllm_ros.reconstruction import Reconstruction
 from igllm_ros.scene import Camera, Scene, SceneObject
 
 EXISTS_THRESHOLD = 0.5
-
-
-def resize_rgb(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """HxWx3 uint8 RGB to (width, height) = size with antialiased bilinear resampling."""
-    image = np.asarray(image)
-    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise ValueError(f"expected an HxWx3 uint8 RGB image, got shape {image.shape} dtype {image.dtype}")
-    if (image.shape[1], image.shape[0]) == tuple(size):
-        return image
-    return np.asarray(Image.fromarray(image).resize(tuple(size), Image.BILINEAR))
 
 
 class DETRBaseline(nn.Module):

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import torch
 
+from igllm_ros.model_files import card_markdown
+
 from igllm_ros.model.config import KIND, ModelConfig
 
 FORMAT = 1
@@ -115,12 +117,7 @@ def _card_markdown(model, card: dict) -> str:
         f"- input size (w, h): {model.input_size[0]} x {model.input_size[1]} ({model.image_tokens} image tokens)",
         f"- files: {CONFIG_FILE}, {WEIGHTS_FILE} (safetensors), {'vocab.json' if model.codec.kind == 'domain' else 'tokenizer/'}",
     ]
-    for key, value in card.items():
-        if isinstance(value, dict):
-            lines += ["", f"## {key}", ""] + [f"- {k}: {v}" for k, v in value.items()]
-        else:
-            lines.append(f"- {key}: {value}")
-    return "\n".join(lines) + "\n"
+    return card_markdown(lines, card)
 
 
 def load(path, device="cpu", dtype=torch.float32):

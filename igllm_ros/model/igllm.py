@@ -13,22 +13,12 @@ import random
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from torch import nn
 
 from igllm_ros.model import towers
 from igllm_ros.model.config import ModelConfig
 from igllm_ros.model.grammar import Grammar, encode_scene, image_order, target_scene
-
-
-def resize_rgb(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """HxWx3 uint8 RGB to (width, height) = size, bilinear (antialiased by PIL)."""
-    image = np.asarray(image)
-    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise ValueError(f"expected an HxWx3 uint8 RGB image, got shape {image.shape} dtype {image.dtype}")
-    if (image.shape[1], image.shape[0]) == tuple(size):
-        return image
-    return np.asarray(Image.fromarray(image).resize(tuple(size), Image.BILINEAR))
+from igllm_ros.model_files import resize_rgb
 
 
 class NumericHead(nn.Module):
