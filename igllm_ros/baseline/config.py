@@ -23,6 +23,8 @@ class BaselineConfig:
     max_objects: int = world.MAX_OBJECTS  # learned object queries
     anchors: bool = True  # anchored, refined object queries (network.AnchorQueries); False: plain DETR queries
     attention_sigmas: tuple[float, ...] = (0.05, 0.1, 0.2, 0.0)  # per head, image widths; 0: no bias
+    refine_anchors: bool = True  # each decoder layer starts from the previous layer's x, y; False: from the anchor
+    position_in_values: bool = True  # cross-attention values carry the image positions too
     # Loss (DETR's recipe): matching cost and loss weights.
     no_object_weight: float = 1.0  # weight of "no object" in the existence BCE (DETR: 0.1, see docs)
     cost_class: float = 1.0  # matching: minus the summed probabilities of the true attributes

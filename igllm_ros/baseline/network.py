@@ -159,8 +159,9 @@ class EncoderLayer(nn.Module):
 class DecoderLayer(nn.Module):
     """Pre-norm: query self-attention, cross-attention into the image, feed-forward."""
 
-    def __init__(self, d: int, heads: int, ffn: int, dropout: float):
+    def __init__(self, d: int, heads: int, ffn: int, dropout: float, position_in_values: bool = True):
         super().__init__()
+        self.position_in_values = position_in_values
         self.norm1, self.norm2, self.norm3 = nn.LayerNorm(d), nn.LayerNorm(d), nn.LayerNorm(d)
         self.self_attn = nn.MultiheadAttention(d, heads, dropout=dropout, batch_first=True)
         self.cross_attn = nn.MultiheadAttention(d, heads, dropout=dropout, batch_first=True)
@@ -172,7 +173,8 @@ class DecoderLayer(nn.Module):
         h = self.norm2(t)
         # Positions in the values too, so a query can read where what it attends to is.
         key = memory + pos
-        t = t + self.cross_attn(h + query_pos, key, key, attn_mask=cross_bias, need_weights=False)[0]
+        value = key if self.position_in_values else memory
+        t = t + self.cross_attn(h + query_pos, key, value, attn_mask=cross_bias, need_weights=False)[0]
         return t + self.ffn(self.norm3(t))
 
 
@@ -210,7 +212,8 @@ class DETRNetwork(nn.Module):
         )
         self.encoder_norm = nn.LayerNorm(d)
         self.decoder = nn.ModuleList(
-            DecoderLayer(d, config.heads, config.ffn_dim, config.dropout) for _ in range(config.decoder_layers)
+            DecoderLayer(d, config.heads, config.ffn_dim, config.dropout, config.position_in_values)
+            for _ in range(config.decoder_layers)
         )
         self.decoder_norm = nn.LayerNorm(d)
         # max_objects object queries, then one camera query (the camera is global to the image).
@@ -219,6 +222,7 @@ class DETRNetwork(nn.Module):
         self.heads = Heads(d)
         self.camera_head = _mlp(d, 3)
         self.max_objects = config.max_objects
+        self.refine_anchors = config.refine_anchors
 
     def forward(self, images: torch.Tensor, all_layers: bool = True) -> list[dict[str, torch.Tensor]]:
         features = self.input_proj(self.backbone(images))  # (B, d, h, w)
@@ -251,7 +255,8 @@ class DETRNetwork(nn.Module):
             if reference is not None:  # x, y as offsets from this layer's reference
                 xy = reference + out["loc"][..., :2].float()
                 out["loc"] = torch.cat([xy.to(out["loc"].dtype), out["loc"][..., 2:]], dim=-1)
-                reference = xy.detach()  # the next layer refines it (Deformable DETR)
+                if self.refine_anchors:
+                    reference = xy.detach()  # the next layer refines it (Deformable DETR)
             if all_layers or last:
                 out["camera"] = self.camera_head(q[:, self.max_objects])
                 outputs.append(out)
