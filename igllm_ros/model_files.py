@@ -26,3 +26,17 @@ def card_markdown(header: list[str], card: dict) -> str:
         else:
             lines.append(f"- {key}: {value}")
     return "\n".join(lines) + "\n"
+
+
+def state_mismatch(state: dict, expected: dict, missing: list[str]) -> str:
+    """Why a checkpoint's tensors do not fit a model ('' when they do): the `missing` names
+    (the caller knows which tied names may be absent), unexpected names, wrong shapes."""
+    unexpected = sorted(set(state) - set(expected))
+    wrong = sorted(k for k in set(state) & set(expected) if state[k].shape != expected[k].shape)
+    parts = []
+    if missing:
+        parts.append(f"missing tensors {missing[:5]}{' ...' if len(missing) > 5 else ''}")
+    if unexpected:
+        parts.append(f"unexpected tensors {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''}")
+    parts += [f"{k}: file {tuple(state[k].shape)} vs config {tuple(expected[k].shape)}" for k in wrong[:5]]
+    return "; ".join(parts)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from igllm_ros.model_files import card_markdown
+from igllm_ros.model_files import card_markdown, state_mismatch
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -84,17 +84,8 @@ def load(path, device="cpu", dtype=torch.float32):
         raise _error(f"{str(weights_path)!r} is not a readable safetensors file: {err}") from err
     model = DETRBaseline(config)
     expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    wrong = sorted(k for k in set(state) & set(expected) if state[k].shape != expected[k].shape)
-    if missing or unexpected or wrong:
-        parts = []
-        if missing:
-            parts.append(f"missing tensors {missing[:5]}{' ...' if len(missing) > 5 else ''}")
-        if unexpected:
-            parts.append(f"unexpected tensors {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''}")
-        if wrong:
-            parts += [f"{k}: file {tuple(state[k].shape)} vs config {tuple(expected[k].shape)}" for k in wrong[:5]]
-        raise _error(f"{str(weights_path)!r} does not match {str(config_path)!r}: " + "; ".join(parts))
+    problem = state_mismatch(state, expected, sorted(set(expected) - set(state)))
+    if problem:
+        raise _error(f"{str(weights_path)!r} does not match {str(config_path)!r}: {problem}")
     model.load_state_dict(state)
     return model.to(device=device, dtype=dtype).eval()

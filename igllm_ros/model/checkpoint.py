@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from igllm_ros.model_files import card_markdown
+from igllm_ros.model_files import card_markdown, state_mismatch
 
 from igllm_ros.model.config import KIND, ModelConfig
 
@@ -209,16 +209,9 @@ def _check_state(model, state: dict, weights_path: Path, config_path: Path) -> N
     # Tied weights are stored once, under whichever name came first.
     tied = _tied_names(model)
     missing = sorted(k for k in set(expected) - set(state) if not (tied.get(k, set()) & set(state)))
-    unexpected = sorted(set(state) - set(expected))
-    wrong = sorted(k for k in set(state) & set(expected) if state[k].shape != expected[k].shape)
-    if missing or unexpected or wrong:
-        parts = []
-        if missing:
-            parts.append(f"missing tensors {missing[:5]}{' ...' if len(missing) > 5 else ''}")
-        if unexpected:
-            parts.append(f"unexpected tensors {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''}")
-        parts += [f"{k}: file {tuple(state[k].shape)} vs config {tuple(expected[k].shape)}" for k in wrong[:5]]
-        raise ModelLoadError(f"{str(weights_path)!r} does not match {str(config_path)!r}: " + "; ".join(parts))
+    problem = state_mismatch(state, expected, missing)
+    if problem:
+        raise ModelLoadError(f"{str(weights_path)!r} does not match {str(config_path)!r}: {problem}")
 
 
 def _tied_names(model) -> dict[str, set[str]]:
