@@ -45,12 +45,11 @@ def measured_rate(log: Path) -> float:
 
 
 def export(run: Path, name: str, dest: Path) -> None:
-    import torch
     from safetensors.torch import load_file, save_file
 
     model_dir = run / "final" if (run / "final").exists() else run / "checkpoint"
     target = dest / name
-    shutil.copytree(model_dir, target, ignore=shutil.ignore_patterns("optimizer*", "state*", "rng*"), dirs_exist_ok=True)
+    shutil.copytree(model_dir, target, ignore=shutil.ignore_patterns("trainer"), dirs_exist_ok=True)
     weights = target / "model.safetensors"
     state = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in load_file(str(weights)).items()}
     save_file(state, str(weights), metadata={"stored_dtype": "float16"})
