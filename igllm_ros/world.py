@@ -44,6 +44,13 @@ CUBE_SYMMETRY_DEG = 90.0  # only cubes show yaw, modulo this
 # Camera: looks at the table origin with no roll; each coordinate jittered uniformly.
 CAMERA_NOMINAL_POSITION_M = (0.374, -0.3255, 0.267)
 CAMERA_JITTER_M = 0.025
+# Robot camera poses (val_camera, train_robust): anywhere in this shell around the table
+# origin, looking at the origin with no roll. Azimuth is measured in the table plane from +x
+# towards +y, elevation above the table; the nominal camera sits at about 0.563 m, 28.3 deg
+# elevation, -41.0 deg azimuth.
+ROBOT_CAMERA_DISTANCE_M = (0.40, 0.85)
+ROBOT_CAMERA_ELEVATION_DEG = (20.0, 60.0)
+ROBOT_CAMERA_AZIMUTH_HALF_RANGE_DEG = 10.0  # around the nominal camera's azimuth
 FOCAL_OVER_WIDTH = 1.09375  # fx = fy = this x image width (35 mm lens on a 32 mm sensor)
 IMAGE_WIDTH = 320
 IMAGE_HEIGHT = 240
@@ -92,6 +99,17 @@ def canonical_yaw_deg(shape: str, yaw_deg: float) -> float:
         return 0.0
     half = CUBE_SYMMETRY_DEG / 2.0
     return (yaw_deg + half) % CUBE_SYMMETRY_DEG - half
+
+
+def camera_spherical(loc) -> tuple[float, float, float]:
+    """(distance m, elevation deg above the table, azimuth deg from +x towards +y) of a camera position."""
+    x, y, z = (float(v) for v in loc)
+    distance = math.sqrt(x * x + y * y + z * z)
+    return distance, math.degrees(math.asin(z / distance)), math.degrees(math.atan2(y, x))
+
+
+def nominal_camera_azimuth_deg() -> float:
+    return camera_spherical(CAMERA_NOMINAL_POSITION_M)[2]
 
 
 def focal_length_px(width: int) -> float:

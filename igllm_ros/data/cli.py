@@ -11,9 +11,20 @@ import os
 import sys
 import time
 
-from igllm_ros.data.splits import SPLITS
+from igllm_ros.data.splits import SPLITS, split_rule
 
-DEFAULT_COUNTS = {"train": 20000, "val_id": 500, "val_cogent_b": 500, "val_param": 500, "val_visual": 500}
+DEFAULT_COUNTS = {
+    "train": 20000,
+    "val_id": 500,
+    "val_cogent_b": 500,
+    "val_param": 500,
+    "val_visual": 500,
+    "train_robust": 20000,
+    "val_camera": 500,
+    "val_cycles": 300,
+}
+# `--split all`: every split the moderngl renderer draws; val_cycles (seconds per image) on its own
+ALL_SPLITS = tuple(s for s in SPLITS if split_rule(s).renderer == "moderngl")
 DEFAULT_SEED = 0
 
 
@@ -26,7 +37,7 @@ def _generate(args) -> int:
     from igllm_ros.data.summary import format_summary, summarize
     from igllm_ros.data.writer import generate
 
-    splits = list(SPLITS) if args.split == "all" else [args.split]
+    splits = list(ALL_SPLITS) if args.split == "all" else [args.split]
     for split in splits:
         count = args.count or DEFAULT_COUNTS[split]
         start = time.perf_counter()
@@ -111,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     from igllm_ros.data.dataset import DatasetError
+    from igllm_ros.data.rgb_renderers import RendererUnavailable
 
     args = build_parser().parse_args(argv)
     if args.command == "generate" and (args.width <= 0 or args.height <= 0):
@@ -118,7 +130,7 @@ def main(argv=None) -> int:
         return 2
     try:
         return args.run(args)
-    except (DatasetError, ValueError, FileNotFoundError) as err:
+    except (DatasetError, ValueError, FileNotFoundError, RendererUnavailable) as err:
         print(f"igllm-data: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -11,8 +11,11 @@ from scipy.spatial.transform import Rotation
 
 from igllm_ros import world
 from igllm_ros.data.lighting import Lighting
+from igllm_ros.data.randomization import Look
+from igllm_ros.data.rgb_renderers import cycles_renderer
 from igllm_ros.data.sampling import SceneSpec, sample_scene_with_labels
-from igllm_ros.data.splits import split_id
+from igllm_ros.data.sensor import apply_sensor
+from igllm_ros.data.splits import split_id, split_rule
 from igllm_ros.program import format_program
 from igllm_ros.scene import Camera, Scene, SceneObject, intrinsics, project
 
@@ -30,8 +33,14 @@ def make_sample(split: str, seed: int, index: int, renderer) -> tuple[np.ndarray
     """(RGB uint8, record) of sample `index` of the split: sampling, render, ground truth."""
     rng = np.random.default_rng(sample_seed(seed, split, index))
     spec, mask, _depth = sample_scene_with_labels(rng, split, renderer.width, renderer.height, renderer)
-    rgb = renderer.render_rgb(spec.scene, spec.lighting)
-    return rgb, make_record(spec, mask, index=index, seed=seed)
+    return render_spec(spec, renderer), make_record(spec, mask, index=index, seed=seed)
+
+
+def render_spec(spec: SceneSpec, renderer) -> np.ndarray:
+    """The sample's RGB image: by the split's RGB renderer, with the look's sensor effects."""
+    if split_rule(spec.split).renderer == "cycles":
+        return cycles_renderer(spec.width, spec.height).render_rgb(spec.scene)
+    return apply_sensor(renderer.render_rgb(spec.scene, spec.lighting, spec.look), spec.look)
 
 
 def make_record(spec: SceneSpec, mask: np.ndarray, index: int, seed: int) -> dict:
@@ -69,7 +78,7 @@ def make_record(spec: SceneSpec, mask: np.ndarray, index: int, seed: int) -> dic
                 "visible_pixels": int(visible[i]),
             }
         )
-    return {
+    record = {
         "version": RECORD_VERSION,
         "id": f"{spec.split}_{index:06d}",
         "index": index,
@@ -86,6 +95,11 @@ def make_record(spec: SceneSpec, mask: np.ndarray, index: int, seed: int) -> dic
         "lighting": {k: list(v) if isinstance(v, tuple) else v for k, v in spec.lighting.to_dict().items()},
         "objects": objects,
     }
+    if split_rule(spec.split).randomize:  # only randomized splits: the others' records stay as they were
+        record["look"] = None if spec.look is None else spec.look.to_dict()
+    if split_rule(spec.split).renderer != "moderngl":
+        record["renderer"] = split_rule(spec.split).renderer
+    return record
 
 
 def scene_from_record(record: dict) -> Scene:
@@ -107,4 +121,5 @@ def spec_from_record(record: dict) -> SceneSpec:
         split=record["split"],
         width=record["width"],
         height=record["height"],
+        look=Look.from_dict(record["look"]) if record.get("look") else None,
     )

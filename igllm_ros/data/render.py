@@ -20,6 +20,7 @@ import numpy as np
 from igllm_ros import world
 from igllm_ros.data import meshes
 from igllm_ros.data.lighting import NOMINAL, Lighting
+from igllm_ros.data.randomization import Look
 from igllm_ros.scene import Scene, intrinsics
 
 NEAR_M, FAR_M = 0.01, 30.0
@@ -68,6 +69,10 @@ void main() {
 
 _COLOUR_FRAGMENT = """
 #version 330
+// RANDOMIZED 0 is the nominal look; 1 adds the domain-randomization factors (randomization.Look).
+// The preprocessor strips the RANDOMIZED blocks, so the nominal program is token for token
+// what it was before they existed: nominal images stay bit-identical.
+#define RANDOMIZED %(randomized)d
 uniform vec3 albedo;
 uniform int material;          // 0 rubber, 1 metal, 2 ground
 uniform vec3 cam_pos;
@@ -86,18 +91,46 @@ in vec4 v_light;
 in float v_zopt;
 out vec4 frag;
 const float TEXEL = 1.0 / %(shadow_size)d.0;
+#if RANDOMIZED
+uniform vec3 sun_dir, sun_col;
+uniform float shadow_on_sun;     // 1: the shadow map is the sun's, 0: the key's
+uniform float shadow_radius;     // PCF radius, texels
+uniform vec2 horizon_fade;       // the ground fades to the horizon colour between these distances
+uniform vec4 floor_texture;      // amplitude, 1 / feature size, offset x, offset y
+uniform vec4 material_params;    // rubber specular, rubber shininess, metal specular, metal shininess
+uniform float metal_reflection;
+uniform vec3 exposure_wb;        // exposure x white-balance gains
+
+float value_noise(vec2 p) {
+    vec2 i = floor(p), f = fract(p);
+    vec2 u = f * f * (3.0 - 2.0 * f);
+    vec4 h = fract(sin(vec4(dot(i, vec2(127.1, 311.7)), dot(i + vec2(1, 0), vec2(127.1, 311.7)),
+                            dot(i + vec2(0, 1), vec2(127.1, 311.7)), dot(i + vec2(1, 1), vec2(127.1, 311.7)))) * 43758.5453);
+    return mix(mix(h.x, h.y, u.x), mix(h.z, h.w, u.x), u.y);
+}
+#endif
 
 float key_shadow() {
     vec3 c = v_light.xyz / v_light.w * 0.5 + 0.5;
     if (c.x <= 0.0 || c.x >= 1.0 || c.y <= 0.0 || c.y >= 1.0 || c.z >= 1.0) return 1.0;
     float ref = c.z - 0.001;
     float s = 0.0;
+#if RANDOMIZED
+    // 8 taps on two rings of the chosen radius: hard (small) to soft (large) shadow edges.
+    for (int i = 0; i < 8; ++i) {
+        float a = 0.785398 * float(i) + 0.3;
+        float rr = shadow_radius * (i %% 2 == 0 ? 1.0 : 0.5);
+        s += texture(shadow_map, vec3(c.xy + rr * vec2(cos(a), sin(a)) * TEXEL, ref));
+    }
+    return s * 0.125;
+#else
     // 4 bilinear-compared taps (each a 2x2 PCF): soft-looking edges at little cost.
     s += texture(shadow_map, vec3(c.xy + vec2(-1.5, -0.5) * TEXEL, ref));
     s += texture(shadow_map, vec3(c.xy + vec2( 0.5, -1.5) * TEXEL, ref));
     s += texture(shadow_map, vec3(c.xy + vec2( 1.5,  0.5) * TEXEL, ref));
     s += texture(shadow_map, vec3(c.xy + vec2(-0.5,  1.5) * TEXEL, ref));
     return s * 0.25;
+#endif
 }
 
 // A cheap studio environment for metal. Below the horizon a ray sees the lit ground plane:
@@ -110,10 +143,17 @@ vec3 environment(vec3 p, vec3 r) {
     vec2 flat_r = normalize(r.xy + vec2(1e-5));
     float towards_key = max(dot(flat_r, normalize(key_dir.xy)), 0.0);
     vec3 below = ground_lit * (0.2 + 0.8 * smoothstep(0.0, 0.06, t)) * (0.3 + 1.6 * towards_key * towards_key * towards_key);
+#if RANDOMIZED
+    below = mix(below, horizon, smoothstep(horizon_fade.x, horizon_fade.y, length(hit)));
+#else
     below = mix(below, horizon, smoothstep(0.25, 1.6, length(hit)));
+#endif
     vec3 above = sky * mix(0.3, 1.1, sqrt(clamp(r.z, 0.0, 1.0)));
     above += key_col * 1.2 * pow(max(dot(r, key_dir), 0.0), 24.0)
            + (fill_col * pow(max(dot(r, fill_dir), 0.0), 16.0) + back_col * pow(max(dot(r, back_dir), 0.0), 16.0)) * 0.6;
+#if RANDOMIZED
+    above += sun_col * 1.2 * pow(max(dot(r, sun_dir), 0.0), 24.0);
+#endif
     // CLEVR's lamps are large and near: their reflections reach down vertical surfaces,
     // which draws the bright streaks of metal cylinders and the lit faces of metal cubes.
     float streak = pow(towards_key, 60.0) * smoothstep(-0.9, 0.0, r.z);
@@ -124,10 +164,17 @@ void main() {
     vec3 n = normalize(v_normal);
     vec3 v = normalize(cam_pos - v_pos);
     float sh = key_shadow();
+#if RANDOMIZED
+    float sh_sun = mix(1.0, sh, shadow_on_sun);
+    sh = mix(sh, 1.0, shadow_on_sun);  // from here on: the key's shadow
+#endif
     vec3 lit = ambient * (0.6 + 0.4 * n.z)
              + key_col * max(dot(n, key_dir), 0.0) * sh
              + fill_col * max(dot(n, fill_dir), 0.0)
              + back_col * max(dot(n, back_dir), 0.0);
+#if RANDOMIZED
+    lit += sun_col * max(dot(n, sun_dir), 0.0) * sh_sun;
+#endif
     vec3 colour;
     if (material == 2) {
         float ao = 1.0;
@@ -136,21 +183,44 @@ void main() {
             float r = footprints[i].z;
             ao *= 1.0 - 0.45 * exp(-d * d / (0.35 * r * r));
         }
+#if RANDOMIZED
+        vec2 q = (v_pos.xy + floor_texture.zw) * floor_texture.y;
+        float grain = 0.65 * value_noise(q) + 0.35 * value_noise(q * 3.7);
+        colour = albedo * (1.0 + floor_texture.x * (2.0 * grain - 1.0)) * lit * ao;
+        float far = smoothstep(horizon_fade.x, horizon_fade.y, length(v_pos.xy));
+#else
         colour = albedo * lit * ao;
         float far = smoothstep(0.25, 1.6, length(v_pos.xy));
+#endif
         colour = mix(colour, horizon, far);
     } else if (material == 0) {
         vec3 h = normalize(key_dir + v);
+#if RANDOMIZED
+        vec3 h_sun = normalize(sun_dir + v);
+        colour = albedo * lit + material_params.x * (key_col * pow(max(dot(n, h), 0.0), material_params.y) * sh
+                                                      + sun_col * pow(max(dot(n, h_sun), 0.0), material_params.y) * sh_sun);
+#else
         colour = albedo * lit + 0.06 * key_col * pow(max(dot(n, h), 0.0), 12.0) * sh;
+#endif
     } else {
         vec3 r = reflect(-v, n);
         float fres = 0.75 + 0.25 * pow(1.0 - max(dot(n, v), 0.0), 5.0);
+#if RANDOMIZED
+        vec3 spec = (key_col * pow(max(dot(r, key_dir), 0.0), material_params.w) * sh
+                     + sun_col * pow(max(dot(r, sun_dir), 0.0), material_params.w) * sh_sun) * material_params.z;
+        colour = albedo * (0.08 * lit + fres * metal_reflection * environment(v_pos, r)) + spec * mix(albedo, vec3(1.0), 0.6);
+#else
         vec3 spec = key_col * pow(max(dot(r, key_dir), 0.0), 400.0) * 8.0 * sh;
         colour = albedo * (0.08 * lit + fres * 1.25 * environment(v_pos, r)) + spec * mix(albedo, vec3(1.0), 0.6);
+#endif
     }
+#if RANDOMIZED
+    colour *= exposure_wb;
+#endif
     frag = vec4(pow(clamp(colour, 0.0, 1.0), vec3(1.0 / 2.2)), 1.0);
 }
-""" % {"max_objects": world.MAX_OBJECTS * 4, "shadow_size": SHADOW_MAP_SIZE}
+"""
+_COLOUR_PARAMS = {"max_objects": world.MAX_OBJECTS * 4, "shadow_size": SHADOW_MAP_SIZE}
 
 _LABEL_FRAGMENT = """
 #version 330
@@ -186,6 +256,16 @@ class Render:
 
 def srgb_to_linear(rgb255) -> tuple[float, float, float]:
     return tuple(float((c / 255.0) ** 2.2) for c in rgb255)
+
+
+def base_colour(name: str, convention: str = "srgb") -> tuple[float, float, float]:
+    """Linear albedo of a world colour: CLEVR's RGB decoded as sRGB (ours) or taken as linear (CLEVR's)."""
+    rgb255 = world.COLORS_RGB[name]
+    if convention == "srgb":
+        return srgb_to_linear(rgb255)
+    if convention == "linear":
+        return tuple(c / 255.0 for c in rgb255)
+    raise ValueError(f"unknown colour convention {convention!r}; expected 'srgb' or 'linear'")
 
 
 def object_model_matrix(obj) -> tuple[np.ndarray, np.ndarray]:
@@ -238,11 +318,12 @@ class SceneRenderer:
         self.width, self.height = int(width), int(height)
         self.ctx = moderngl.create_context(standalone=True, backend="egl")
         ctx = self.ctx
-        self._colour_prog = ctx.program(vertex_shader=_VERTEX, fragment_shader=_COLOUR_FRAGMENT)
+        self._colour_prog = ctx.program(vertex_shader=_VERTEX, fragment_shader=_COLOUR_FRAGMENT % dict(_COLOUR_PARAMS, randomized=0))
+        self._randomized_prog = None  # compiled on the first randomized look
         self._label_prog = ctx.program(vertex_shader=_VERTEX, fragment_shader=_LABEL_FRAGMENT)
         self._shadow_prog = ctx.program(vertex_shader=_SHADOW_VERTEX, fragment_shader=_SHADOW_FRAGMENT)
 
-        self._vaos = {}
+        self._vaos, self._buffers = {}, {}
         self._add_mesh(("ground",), meshes.ground(GROUND_HALF_EXTENT_M))
         self._add_mesh(("cube",), meshes.cube())
         for segments in LOD_SEGMENTS:
@@ -271,18 +352,25 @@ class SceneRenderer:
         mask, depth = self.render_labels(scene)
         return Render(rgb=self.render_rgb(scene, lighting), mask=mask, depth=depth)
 
-    def render_rgb(self, scene: Scene, lighting: Lighting | None = None) -> np.ndarray:
+    def render_rgb(self, scene: Scene, lighting: Lighting | None = None, look: Look | None = None) -> np.ndarray:
+        """The antialiased image; `look` (randomization.Look) adds the randomized factors, None: nominal.
+
+        Sensor effects of the look (noise, blur, JPEG, vignetting) are not applied here
+        but by sensor.apply_sensor on the 8-bit image.
+        """
         lighting = NOMINAL if lighting is None else lighting
         ctx = self.ctx
         pose = scene.camera.table_from_optical()
         placed = self._placed(scene, pose)
+        convention = "srgb" if look is None else look.color_convention
         with ctx:
             ctx.enable_only(ctx.DEPTH_TEST)
-            light_vp = light_view_projection(lighting.direction("key"))
+            shadow_from_sun = look is not None and look.shadow_light == "sun"
+            light_vp = light_view_projection(look.sun_direction() if shadow_from_sun else lighting.direction("key"))
             self._draw_shadow_map(placed, light_vp)
-            prog = self._colour_prog
+            prog, vao_kind = (self._colour_prog, "colour") if look is None else (self._randomized_program(), "colour_dr")
             self._set_camera(prog, pose)
-            self._set_lighting(lighting, light_vp, scene)
+            self._set_lighting(prog, lighting, light_vp, scene, look)
             self._msaa_fbo.use()
             self._msaa_fbo.clear(*lighting.horizon_color, 1.0, depth=1.0)
             self._shadow_tex.use(location=0)
@@ -290,16 +378,16 @@ class SceneRenderer:
             for obj, model, normal, mesh in placed:
                 prog["model"].write(_mat(model))
                 prog["normal_mat"].write(_mat(normal))
-                prog["albedo"].value = srgb_to_linear(world.COLORS_RGB[obj.color])
+                prog["albedo"].value = base_colour(obj.color, convention)
                 prog["material"].value = MATERIAL_CODE[obj.material]
-                self._vaos["colour", mesh].render()
+                self._vaos[vao_kind, mesh].render()
             ctx.disable(ctx.CULL_FACE)
             # the ground last: the depth test then skips shading it under the objects
             prog["model"].write(_mat(np.eye(4)))
             prog["normal_mat"].write(_mat(np.eye(3)))
             prog["albedo"].value = tuple(float(v) for v in lighting.ground_color)
             prog["material"].value = GROUND_CODE
-            self._vaos["colour", ("ground",)].render()
+            self._vaos[vao_kind, ("ground",)].render()
             ctx.copy_framebuffer(self._resolve_fbo, self._msaa_fbo)
             data = self._resolve_fbo.read(components=3, alignment=1)
         return np.frombuffer(data, dtype=np.uint8).reshape(self.height, self.width, 3)[::-1].copy()
@@ -351,9 +439,20 @@ class SceneRenderer:
     def _add_mesh(self, key: tuple, mesh) -> None:
         vertices, triangles = mesh
         vbo, ibo = self.ctx.buffer(vertices.tobytes()), self.ctx.buffer(triangles.astype("i4").tobytes())
+        self._buffers[key] = (vbo, ibo)
         self._vaos["colour", key] = self.ctx.vertex_array(self._colour_prog, [(vbo, "3f 3f", "in_pos", "in_normal")], ibo, 4)
         self._vaos["label", key] = self.ctx.vertex_array(self._label_prog, [(vbo, "3f 12x", "in_pos")], ibo, 4)
         self._vaos["shadow", key] = self.ctx.vertex_array(self._shadow_prog, [(vbo, "3f 12x", "in_pos")], ibo, 4)
+
+    def _randomized_program(self):
+        """The colour program with the randomization factors, and its vertex arrays (made once)."""
+        if self._randomized_prog is None:
+            prog = self.ctx.program(vertex_shader=_VERTEX, fragment_shader=_COLOUR_FRAGMENT % dict(_COLOUR_PARAMS, randomized=1))
+            prog["shadow_map"].value = 0
+            for key, (vbo, ibo) in self._buffers.items():
+                self._vaos["colour_dr", key] = self.ctx.vertex_array(prog, [(vbo, "3f 3f", "in_pos", "in_normal")], ibo, 4)
+            self._randomized_prog = prog
+        return self._randomized_prog
 
     def _placed(self, scene: Scene, pose) -> list:
         """(object, model matrix, normal matrix, mesh key) per object, in scene order.
@@ -385,8 +484,7 @@ class SceneRenderer:
         prog["intr"].value = (k[0, 0], k[1, 1], k[0, 2], k[1, 2])
         prog["size"].value = (float(self.width), float(self.height))
 
-    def _set_lighting(self, lighting: Lighting, light_vp: np.ndarray, scene: Scene) -> None:
-        prog = self._colour_prog
+    def _set_lighting(self, prog, lighting: Lighting, light_vp: np.ndarray, scene: Scene, look: Look | None) -> None:
         prog["light_vp"].write(_mat(light_vp))
         lamps = {}
         for which in ("key", "fill", "back"):
@@ -398,6 +496,11 @@ class SceneRenderer:
         prog["horizon"].value = tuple(float(v) for v in lighting.horizon_color)
         # what a mirror sees: the open ground as lit, and a sky tinted like the lamps
         ground = ambient + sum(lamps[w] * max(lighting.direction(w)[2], 0.0) for w in lamps)
+        if look is not None:
+            sun = np.asarray(look.sun_color) * look.sun_intensity
+            ground = ground + sun * max(look.sun_direction()[2], 0.0)
+            lamps["sun"] = sun
+            self._set_look(prog, look, sun)
         prog["ground_lit"].value = tuple(float(v) for v in ground * np.asarray(lighting.ground_color))
         sky = sum(lamps.values())
         prog["sky"].value = tuple(float(v) for v in sky / max(sky.max(), 1e-6))
@@ -407,6 +510,18 @@ class SceneRenderer:
             footprints[i, :3] = (obj.loc[0], obj.loc[1], world.radius(obj.shape, obj.size))
         prog["footprints"].write(footprints.tobytes())
         prog["n_footprints"].value = len(objects)
+
+    @staticmethod
+    def _set_look(prog, look: Look, sun: np.ndarray) -> None:
+        prog["sun_dir"].value = tuple(float(v) for v in look.sun_direction())
+        prog["sun_col"].value = tuple(float(v) for v in sun)
+        prog["shadow_on_sun"].value = 1.0 if look.shadow_light == "sun" else 0.0
+        prog["shadow_radius"].value = float(look.shadow_softness)
+        prog["horizon_fade"].value = tuple(float(v) for v in look.horizon_fade_m)
+        prog["floor_texture"].value = (float(look.texture_amplitude), 1.0 / float(look.texture_scale_m), *(float(v) for v in look.texture_offset_m))
+        prog["material_params"].value = (float(look.rubber_specular), float(look.rubber_shininess), float(look.metal_specular), float(look.metal_shininess))
+        prog["metal_reflection"].value = float(look.metal_reflection)
+        prog["exposure_wb"].value = tuple(float(look.exposure * g) for g in look.white_balance)
 
     def _draw_shadow_map(self, placed: list, light_vp: np.ndarray) -> None:
         self._shadow_fbo.use()

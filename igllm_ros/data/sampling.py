@@ -3,7 +3,7 @@
 Every number is drawn on the program's grid (millimetres, tenths of a degree), so the
 sampled scene *is* what a program can say: ground truth == quantize(ground truth), and
 spacing, table bounds and yaw bands hold exactly after quantization. The split's rules
-(CoGenT condition, yaw band, visual shift) come from splits.py.
+(CoGenT condition, yaw band, visual shift, randomized look, camera mode) come from splits.py.
 """
 from __future__ import annotations
 
@@ -15,16 +15,18 @@ import numpy as np
 
 from igllm_ros import world
 from igllm_ros.data.lighting import Lighting, sample_lighting
+from igllm_ros.data.randomization import Look, sample_look
 from igllm_ros.data.splits import SPLITS, SplitRule, split_rule
 from igllm_ros.program import quantize
 from igllm_ros.scene import Camera, Scene, SceneObject
 
-__all__ = ["SPLITS", "Lighting", "SceneSpec", "sample_scene", "sample_scene_with_labels", "min_visible_pixels"]
+__all__ = ["SPLITS", "Lighting", "Look", "SceneSpec", "sample_scene", "sample_scene_with_labels", "min_visible_pixels"]
 
 MM = 1000  # grid steps per metre (program.LOC_DECIMALS = 3)
 PLACEMENT_TRIES = 100  # positions tried for one object before the scene starts over
 OBJECT_RESAMPLES = 30  # times an invisible object is redrawn before the scene starts over
 SCENE_ATTEMPTS = 200
+CAMERA_TRIES = 100  # robot camera draws whose millimetre rounding left the ranges are redrawn
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,7 @@ class SceneSpec:
     split: str
     width: int = world.IMAGE_WIDTH
     height: int = world.IMAGE_HEIGHT
+    look: Look | None = None  # the randomized factors beyond `lighting` (None: the nominal look)
 
 
 def min_visible_pixels(width: int, height: int) -> int:
@@ -66,8 +69,11 @@ def sample_scene_with_labels(rng, split="train", width=world.IMAGE_WIDTH, height
     elif (renderer.width, renderer.height) != (width, height):
         raise ValueError(f"renderer is {renderer.width}x{renderer.height}, sampling asks for {width}x{height}")
     threshold = min_visible_pixels(width, height)
-    camera = sample_camera(rng)
-    lighting = sample_lighting(rng, rule.visual_shift)
+    camera = sample_robot_camera(rng) if rule.camera == "robot" else sample_camera(rng)
+    if rule.randomize:
+        lighting, look = sample_look(rng)
+    else:
+        lighting, look = sample_lighting(rng, rule.visual_shift), None
     for _ in range(SCENE_ATTEMPTS):
         count = int(rng.integers(world.MIN_OBJECTS, world.MAX_OBJECTS + 1))
         objects: list[SceneObject] = []
@@ -84,7 +90,7 @@ def sample_scene_with_labels(rng, split="train", width=world.IMAGE_WIDTH, height
             visible = np.bincount(mask[mask >= 0].ravel(), minlength=count)
             hidden = np.flatnonzero(visible[:count] < threshold)
             if hidden.size == 0:
-                return SceneSpec(scene, lighting, split, width, height), mask, depth
+                return SceneSpec(scene, lighting, split, width, height, look), mask, depth
             i = int(hidden[0])  # redraw one hidden object (attributes and place), keep the rest
             replacement = _place_object(rng, objects[:i] + objects[i + 1 :], rule)
             if replacement is None:
@@ -101,6 +107,34 @@ def sample_camera(rng: np.random.Generator) -> Camera:
         hi = math.floor(round((nominal + world.CAMERA_JITTER_M) * MM, 6))
         loc.append(int(rng.integers(lo, hi + 1)) / MM)
     return Camera(loc=tuple(loc))
+
+
+def sample_robot_camera(rng: np.random.Generator) -> Camera:
+    """A robot's camera pose: uniform in distance, elevation and azimuth inside world.ROBOT_CAMERA_*.
+
+    It looks at the table origin with no roll (as every Camera); the position is on the
+    millimetre grid, and draws that rounding pushed outside the ranges are redrawn.
+    """
+    azimuth0 = world.nominal_camera_azimuth_deg()
+    half = world.ROBOT_CAMERA_AZIMUTH_HALF_RANGE_DEG
+    for _ in range(CAMERA_TRIES):
+        distance = rng.uniform(*world.ROBOT_CAMERA_DISTANCE_M)
+        elevation = math.radians(rng.uniform(*world.ROBOT_CAMERA_ELEVATION_DEG))
+        azimuth = math.radians(azimuth0 + rng.uniform(-half, half))
+        xyz = (math.cos(elevation) * math.cos(azimuth), math.cos(elevation) * math.sin(azimuth), math.sin(elevation))
+        loc = tuple(round(distance * c * MM) / MM for c in xyz)
+        if robot_camera_in_range(loc):
+            return Camera(loc=loc)
+    raise AssertionError("unreachable: millimetre rounding cannot keep every draw out of the ranges")
+
+
+def robot_camera_in_range(loc) -> bool:
+    """Whether a camera position lies inside the robot camera ranges of world.py."""
+    distance, elevation, azimuth = world.camera_spherical(loc)
+    offset = (azimuth - world.nominal_camera_azimuth_deg() + 180.0) % 360.0 - 180.0
+    lo_d, hi_d = world.ROBOT_CAMERA_DISTANCE_M
+    lo_e, hi_e = world.ROBOT_CAMERA_ELEVATION_DEG
+    return lo_d <= distance <= hi_d and lo_e <= elevation <= hi_e and abs(offset) <= world.ROBOT_CAMERA_AZIMUTH_HALF_RANGE_DEG
 
 
 def sample_yaw_deg(rng: np.random.Generator, bands_decideg) -> float:

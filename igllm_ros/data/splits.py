@@ -6,6 +6,15 @@
                    that no other split shows.
 - val_visual:      condition A geometry and yaws as train, with a visual-domain shift
                    (warm key light, tinted fill, sand-coloured ground, stronger ambient).
+- train_robust:    condition A, training yaw band, domain randomization (randomization.py)
+                   and robot camera poses (world.ROBOT_CAMERA_*): what robust models train on.
+- val_camera:      condition A, training yaw band, nominal look, robot camera poses.
+- val_cycles:      val_id's scenes (same seeds, so sample i is val_id's sample i), the RGB
+                   image rendered by Blender Cycles (igllm_ros.data.cycles) instead of the
+                   moderngl renderer: the renderer is the only difference.
+
+New splits go at the end of SPLITS: split_id (mixed into every sample's seed) is the
+position there, so existing seeds keep giving the same samples.
 
 Yaws are whole tenths of a degree (the program's precision), so a quantized yaw never
 slips across a band edge.
@@ -16,7 +25,9 @@ from dataclasses import dataclass
 
 from igllm_ros import world
 
-SPLITS = ("train", "val_id", "val_cogent_b", "val_param", "val_visual")
+SPLITS = ("train", "val_id", "val_cogent_b", "val_param", "val_visual", "train_robust", "val_camera", "val_cycles")
+CAMERA_MODES = ("nominal", "robot")  # nominal: world.CAMERA_NOMINAL_POSITION_M jittered; robot: world.ROBOT_CAMERA_*
+RGB_RENDERERS = ("moderngl", "cycles")
 
 # Cube yaw bands in tenths of a degree, half-open [lo, hi). Their union is [-45, 45).
 TRAIN_YAW_BANDS_DECIDEG = ((-450, 0), (300, 450))
@@ -29,6 +40,10 @@ class SplitRule:
     condition: str  # CoGenT condition, "A" or "B"
     yaw_bands_decideg: tuple[tuple[int, int], ...]
     visual_shift: bool  # draw lighting/ground from the shifted visual domain
+    randomize: bool = False  # domain randomization (randomization.py) of lights, floor, appearance, sensor
+    camera: str = "nominal"  # one of CAMERA_MODES
+    renderer: str = "moderngl"  # what draws the RGB image (labels and visibility: always moderngl)
+    seed_split: str | None = None  # draw the scenes from this split's seeds (same scenes, index for index)
 
 
 SPLIT_RULES = {
@@ -37,9 +52,13 @@ SPLIT_RULES = {
     "val_cogent_b": SplitRule("val_cogent_b", "B", TRAIN_YAW_BANDS_DECIDEG, False),
     "val_param": SplitRule("val_param", "A", HELD_OUT_YAW_BANDS_DECIDEG, False),
     "val_visual": SplitRule("val_visual", "A", TRAIN_YAW_BANDS_DECIDEG, True),
+    "train_robust": SplitRule("train_robust", "A", TRAIN_YAW_BANDS_DECIDEG, False, randomize=True, camera="robot"),
+    "val_camera": SplitRule("val_camera", "A", TRAIN_YAW_BANDS_DECIDEG, False, camera="robot"),
+    "val_cycles": SplitRule("val_cycles", "A", TRAIN_YAW_BANDS_DECIDEG, False, renderer="cycles", seed_split="val_id"),
 }
 assert tuple(SPLIT_RULES) == SPLITS
 assert all(r.condition in world.COGENT_COLORS for r in SPLIT_RULES.values())
+assert all(r.camera in CAMERA_MODES and r.renderer in RGB_RENDERERS for r in SPLIT_RULES.values())
 
 
 def split_rule(split: str) -> SplitRule:
@@ -49,9 +68,9 @@ def split_rule(split: str) -> SplitRule:
 
 
 def split_id(split: str) -> int:
-    """A stable small integer per split, mixed into per-sample seeds."""
-    split_rule(split)
-    return SPLITS.index(split)
+    """A stable small integer per split, mixed into per-sample seeds (the seed split's, if it has one)."""
+    rule = split_rule(split)
+    return SPLITS.index(rule.seed_split or split)
 
 
 def yaw_in_bands(yaw_deg: float, bands_decideg) -> bool:

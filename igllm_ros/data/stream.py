@@ -14,6 +14,7 @@ from typing import Iterator
 from igllm_ros import world
 from igllm_ros.data.dataset import Sample
 from igllm_ros.data.records import make_sample, scene_from_record
+from igllm_ros.data.rgb_renderers import check_available
 from igllm_ros.data.splits import split_rule
 
 
@@ -36,6 +37,7 @@ def generate_samples(
     can be built in the main process and iterated in DataLoader workers.
     """
     split_rule(split)  # bad arguments fail here, not at the first next()
+    check_available(split)
     if width <= 0 or height <= 0:
         raise ValueError(f"image size must be positive, got {width}x{height}")
     if seed < 0 or start < 0:

@@ -27,6 +27,7 @@ from igllm_ros.data.dataset import (
     image_name,
 )
 from igllm_ros.data.records import make_sample
+from igllm_ros.data.rgb_renderers import check_available, release_all
 from igllm_ros.data.splits import split_rule
 
 PARTS_DIR = "parts"
@@ -60,6 +61,7 @@ def _release_worker() -> None:
     renderer = _STATE.pop("renderer", None)
     if renderer is not None:
         renderer.release()
+    release_all()  # a Cycles renderer, if the split made one
 
 
 def _write_chunk(indices: list[int]) -> int:
@@ -164,6 +166,9 @@ def generate(
     """
     from tqdm import tqdm
 
+    check_available(split)  # a missing RGB renderer fails before any folder is made
+    if split_rule(split).renderer == "cycles":
+        workers = 1  # Cycles already uses every core; a second worker would only compete for them
     if lp_threads is None and workers > 1 and "LP_NUM_THREADS" not in os.environ:
         lp_threads = 1  # the workers already fill the cores; llvmpipe's own threads would oversubscribe
     folder, meta = prepare_folder(Path(out), split, seed, width, height, count)

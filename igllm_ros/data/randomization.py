@@ -1,0 +1,226 @@
+"""Domain randomization: every factor of the look, its range, and one seeded draw per scene.
+
+`RandomizationRanges` holds every range (documented in docs/data.md); `sample_look(rng)`
+draws a scene's `Lighting` (the three lamps, ambient, ground, horizon) and a `Look` (all
+the rest: sun, shadow softness, floor texture and horizon fade, colour convention,
+materials, exposure, white balance, sensor effects). Both are stored in the sample's
+record, so the image re-renders exactly. A fraction of draws keep the nominal look
+(`Look` None: the jittered three-point rig of `train`, no sensor effects), so the nominal
+domain stays covered.
+
+Labels stay true: lamp colours are white-balanced by the "camera" (only a bounded residual
+cast is left), exposure and the lamp intensities keep objects out of black and clipping,
+and the colour convention is CLEVR's own alternative. test/test_data_randomization.py
+checks the mean colour of every object stays nearest its own colour name.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields, replace
+
+import numpy as np
+
+from igllm_ros.data.lighting import NOMINAL, Lighting, sample_lighting
+
+RGB = tuple[float, float, float]
+RIGS = ("three_point", "clevr_sun", "random")
+COLOR_CONVENTIONS = ("srgb", "linear")  # CLEVR RGB/255 decoded as sRGB (ours), or used as linear (CLEVR's)
+
+
+@dataclass(frozen=True)
+class RandomizationRanges:
+    """Every randomized factor: (low, high) ranges, uniform unless said otherwise."""
+
+    nominal_fraction: float = 0.2  # draws that keep the nominal look exactly
+    # lighting
+    rig_weights: tuple[float, float, float] = (0.4, 0.35, 0.25)  # three_point, clevr_sun, random
+    lamp_azimuth_jitter_deg: float = 25.0  # three_point and clevr_sun: around the nominal directions
+    lamp_elevation_jitter_deg: float = 12.0
+    random_elevation_deg: tuple[float, float] = (15.0, 75.0)  # random rig: any azimuth
+    key_intensity: tuple[float, float] = (0.6, 1.5)
+    fill_intensity: tuple[float, float] = (0.1, 0.6)
+    back_intensity: tuple[float, float] = (0.1, 0.6)
+    sun_intensity: tuple[float, float] = (0.4, 1.1)  # clevr_sun rig only
+    sun_elevation_deg: tuple[float, float] = (30.0, 75.0)
+    color_temperature_k: tuple[float, float] = (3000.0, 10000.0)  # per lamp, and the ambient
+    ambient_intensity: tuple[float, float] = (0.08, 0.45)
+    shadow_softness: tuple[float, float] = (0.4, 4.0)  # PCF radius in shadow-map texels (nominal 1.5)
+    # floor and background
+    ground_albedo: tuple[float, float] = (0.07, 0.42)  # linear grey level (nominal 0.19)
+    ground_tint: float = 0.3  # per-channel relative deviation of the ground's albedo
+    horizon_level: tuple[float, float] = (0.4, 1.4)  # horizon colour / ground albedo (nominal 0.79)
+    horizon_fade_start_m: tuple[float, float] = (0.2, 0.6)  # nominal 0.25
+    horizon_fade_end_m: tuple[float, float] = (0.9, 3.0)  # nominal 1.6
+    texture_amplitude: tuple[float, float] = (0.0, 0.18)  # relative albedo modulation of the floor
+    texture_scale_m: tuple[float, float] = (0.008, 0.08)  # feature size of the floor's value noise
+    # appearance
+    linear_color_probability: float = 0.5
+    rubber_specular: tuple[float, float] = (0.0, 0.2)  # nominal 0.06
+    rubber_shininess: tuple[float, float] = (6.0, 40.0)  # nominal 12
+    metal_specular: tuple[float, float] = (4.0, 12.0)  # nominal 8
+    metal_shininess: tuple[float, float] = (120.0, 900.0)  # nominal 400
+    metal_reflection: tuple[float, float] = (0.95, 1.5)  # environment gain, nominal 1.25
+    exposure: tuple[float, float] = (0.75, 1.3)
+    white_balance_correction: tuple[float, float] = (0.75, 1.0)  # share of the lamps' mean cast removed
+    white_balance_residual: float = 0.06  # per-channel gain jitter after correction
+    # sensor (post-process on the 8-bit image)
+    noise_sigma: tuple[float, float] = (0.0, 4.0)  # 8-bit levels, Gaussian
+    blur_probability: float = 0.5
+    blur_sigma_px: tuple[float, float] = (0.2, 0.8)
+    jpeg_probability: float = 0.5
+    jpeg_quality: tuple[int, int] = (55, 95)
+    vignetting: tuple[float, float] = (0.0, 0.35)  # darkening at the image corners
+
+
+DEFAULT_RANGES = RandomizationRanges()
+
+
+@dataclass(frozen=True)
+class Look:
+    """What a randomized image adds to `Lighting`. NOMINAL_LOOK draws exactly the nominal image."""
+
+    rig: str = "three_point"
+    sun_azimuth_deg: float = 0.0
+    sun_elevation_deg: float = 60.0
+    sun_intensity: float = 0.0
+    sun_color: RGB = (1.0, 1.0, 1.0)
+    shadow_light: str = "key"  # the lamp that casts the shadow map: "key" or "sun"
+    shadow_softness: float = 1.5
+    horizon_fade_m: tuple[float, float] = (0.25, 1.6)
+    texture_amplitude: float = 0.0
+    texture_scale_m: float = 0.03
+    texture_offset_m: tuple[float, float] = (0.0, 0.0)
+    color_convention: str = "srgb"
+    rubber_specular: float = 0.06
+    rubber_shininess: float = 12.0
+    metal_specular: float = 8.0
+    metal_shininess: float = 400.0
+    metal_reflection: float = 1.25
+    exposure: float = 1.0
+    white_balance: RGB = (1.0, 1.0, 1.0)
+    noise_sigma: float = 0.0
+    noise_seed: int = 0
+    blur_sigma_px: float = 0.0
+    jpeg_quality: int = 0  # 0: no JPEG round trip
+    vignetting: float = 0.0
+
+    def sun_direction(self) -> np.ndarray:
+        az, el = math.radians(self.sun_azimuth_deg), math.radians(self.sun_elevation_deg)
+        return np.array([math.cos(el) * math.cos(az), math.cos(el) * math.sin(az), math.sin(el)])
+
+    def to_dict(self) -> dict:
+        return {f.name: list(v) if isinstance(v, tuple) else v for f in fields(self) for v in [getattr(self, f.name)]}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Look":
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown look fields {sorted(unknown)}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
+
+NOMINAL_LOOK = Look()
+
+
+def kelvin_to_rgb(kelvin: float) -> RGB:
+    """Linear RGB of a black body at `kelvin` (Tanner Helland's fit), unit luminance (6600 K ~ white)."""
+    t = kelvin / 100.0
+    r = 255.0 if t <= 66 else 329.698727446 * (t - 60) ** -0.1332047592
+    g = 99.4708025861 * math.log(t) - 161.1195681661 if t <= 66 else 288.1221695283 * (t - 60) ** -0.0755148492
+    b = 255.0 if t >= 66 else (0.0 if t <= 19 else 138.5177312231 * math.log(t - 10) - 305.0447927307)
+    lin = [(min(max(c, 0.0), 255.0) / 255.0) ** 2.2 for c in (r, g, b)]
+    lum = 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
+    return tuple(float(c / lum) for c in lin)
+
+
+def _u(rng: np.random.Generator, bounds) -> float:
+    return float(rng.uniform(bounds[0], bounds[1]))
+
+
+def sample_look(rng: np.random.Generator, ranges: RandomizationRanges = DEFAULT_RANGES) -> tuple[Lighting, Look | None]:
+    """(Lighting, Look) of one randomized scene; Look None for the nominal fraction."""
+    if rng.uniform() < ranges.nominal_fraction:
+        return sample_lighting(rng), None
+    rig = RIGS[int(rng.choice(len(RIGS), p=np.asarray(ranges.rig_weights) / sum(ranges.rig_weights)))]
+    lighting = _sample_lamps(rng, ranges, rig)
+    lighting = _sample_floor(rng, ranges, lighting)
+    look = Look(rig=rig)
+    if rig == "clevr_sun":
+        look = replace(
+            look,
+            sun_azimuth_deg=_u(rng, (-180.0, 180.0)),
+            sun_elevation_deg=_u(rng, ranges.sun_elevation_deg),
+            sun_intensity=_u(rng, ranges.sun_intensity),
+            sun_color=kelvin_to_rgb(_u(rng, ranges.color_temperature_k)),
+        )
+        look = replace(look, shadow_light="sun" if look.sun_intensity > lighting.key_intensity else "key")
+    fade_start = _u(rng, ranges.horizon_fade_start_m)
+    look = replace(
+        look,
+        shadow_softness=_u(rng, ranges.shadow_softness),
+        horizon_fade_m=(fade_start, max(fade_start + 0.3, _u(rng, ranges.horizon_fade_end_m))),
+        texture_amplitude=_u(rng, ranges.texture_amplitude),
+        texture_scale_m=_u(rng, ranges.texture_scale_m),
+        texture_offset_m=(_u(rng, (0.0, 100.0)), _u(rng, (0.0, 100.0))),
+        color_convention="linear" if rng.uniform() < ranges.linear_color_probability else "srgb",
+        rubber_specular=_u(rng, ranges.rubber_specular),
+        rubber_shininess=_u(rng, ranges.rubber_shininess),
+        metal_specular=_u(rng, ranges.metal_specular),
+        metal_shininess=_u(rng, ranges.metal_shininess),
+        metal_reflection=_u(rng, ranges.metal_reflection),
+        exposure=_u(rng, ranges.exposure),
+        white_balance=_white_balance(rng, ranges, lighting, look),
+    )
+    return lighting, _sample_sensor(rng, ranges, look)
+
+
+def _sample_lamps(rng: np.random.Generator, ranges: RandomizationRanges, rig: str) -> Lighting:
+    values = {}
+    for which in ("key", "fill", "back"):
+        if rig == "random":
+            az, el = _u(rng, (-180.0, 180.0)), _u(rng, ranges.random_elevation_deg)
+        else:
+            az = getattr(NOMINAL, f"{which}_azimuth_deg") + _u(rng, (-1.0, 1.0)) * ranges.lamp_azimuth_jitter_deg
+            el = getattr(NOMINAL, f"{which}_elevation_deg") + _u(rng, (-1.0, 1.0)) * ranges.lamp_elevation_jitter_deg
+        values[f"{which}_azimuth_deg"] = az
+        values[f"{which}_elevation_deg"] = min(max(el, 8.0), 85.0)
+        values[f"{which}_intensity"] = _u(rng, getattr(ranges, f"{which}_intensity"))
+        values[f"{which}_color"] = kelvin_to_rgb(_u(rng, ranges.color_temperature_k))
+    values["ambient_intensity"] = _u(rng, ranges.ambient_intensity)
+    values["ambient_color"] = kelvin_to_rgb(_u(rng, ranges.color_temperature_k))
+    return replace(NOMINAL, **values)
+
+
+def _sample_floor(rng: np.random.Generator, ranges: RandomizationRanges, lighting: Lighting) -> Lighting:
+    level = _u(rng, ranges.ground_albedo)
+    tint = rng.uniform(-1.0, 1.0, size=3) * ranges.ground_tint
+    ground = tuple(float(level * (1.0 + t)) for t in tint)
+    horizon_level = _u(rng, ranges.horizon_level)
+    horizon_tint = 1.0 + rng.uniform(-1.0, 1.0, size=3) * ranges.ground_tint * 0.5
+    horizon = tuple(float(min(0.9, g * horizon_level * t)) for g, t in zip(ground, horizon_tint))
+    return replace(lighting, ground_color=ground, horizon_color=horizon)
+
+
+def _white_balance(rng: np.random.Generator, ranges: RandomizationRanges, lighting: Lighting, look: Look) -> RGB:
+    """Camera gains that remove most of the lamps' mean colour cast, plus a small residual."""
+    lamps = [(np.asarray(getattr(lighting, f"{w}_color")), getattr(lighting, f"{w}_intensity")) for w in ("key", "fill", "back")]
+    lamps += [(np.asarray(lighting.ambient_color), lighting.ambient_intensity), (np.asarray(look.sun_color), look.sun_intensity)]
+    mean = sum(c * i for c, i in lamps) / sum(i for _, i in lamps)
+    gains = (1.0 / np.maximum(mean, 1e-3)) ** _u(rng, ranges.white_balance_correction)
+    gains *= 1.0 + rng.uniform(-1.0, 1.0, size=3) * ranges.white_balance_residual
+    gains /= gains @ np.array([0.2126, 0.7152, 0.0722])  # keep the luminance: exposure sets brightness
+    return tuple(float(g) for g in gains)
+
+
+def _sample_sensor(rng: np.random.Generator, ranges: RandomizationRanges, look: Look) -> Look:
+    blur = _u(rng, ranges.blur_sigma_px) if rng.uniform() < ranges.blur_probability else 0.0
+    jpeg = int(rng.integers(ranges.jpeg_quality[0], ranges.jpeg_quality[1] + 1)) if rng.uniform() < ranges.jpeg_probability else 0
+    return replace(
+        look,
+        noise_sigma=_u(rng, ranges.noise_sigma),
+        noise_seed=int(rng.integers(0, 2**31 - 1)),
+        blur_sigma_px=blur,
+        jpeg_quality=jpeg,
+        vignetting=_u(rng, ranges.vignetting),
+    )
