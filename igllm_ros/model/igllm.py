@@ -18,7 +18,7 @@ from torch import nn
 from igllm_ros.model import towers
 from igllm_ros.model.config import ModelConfig
 from igllm_ros.model.grammar import Grammar, encode_scene, image_order, target_scene
-from igllm_ros.model_files import resize_rgb
+from igllm_ros.images import brightness_jitter, resize_rgb
 
 
 class NumericHead(nn.Module):
@@ -42,9 +42,9 @@ class IGLLM(nn.Module):
         self.grammar = Grammar(codec, config.numbers, config.attribute_tokens)
         self.vision = vision
         self.llm = llm
-        grid_w, grid_h = towers.vision_grid(vision, self.input_size)
+        grid_w, grid_h = vision.grid(self.input_size)
         self.image_tokens = grid_w * grid_h
-        v_hidden = towers.vision_hidden(vision)
+        v_hidden = vision.out_dim
         _, embeddings, _ = towers.llm_parts(llm)
         hidden = embeddings.embedding_dim
         if config.projector == "linear":
@@ -53,14 +53,10 @@ class IGLLM(nn.Module):
             self.projector = nn.Sequential(nn.Linear(v_hidden, hidden), nn.GELU(), nn.Linear(hidden, hidden))
         self.numeric_head = NumericHead(hidden) if config.float_numbers else None
         self.value_embedding = nn.Linear(1, hidden) if config.value_feedback else None
-        if config.vision.freeze:
-            self.vision.requires_grad_(False)
-        self.register_buffer("pixel_mean", torch.tensor(towers.CLIP_MEAN).view(1, 3, 1, 1) * 255.0, persistent=False)
-        self.register_buffer("pixel_std", torch.tensor(towers.CLIP_STD).view(1, 3, 1, 1) * 255.0, persistent=False)
 
     @property
     def device(self) -> torch.device:
-        return self.pixel_mean.device
+        return self.projector.weight.device if isinstance(self.projector, nn.Linear) else self.projector[0].weight.device
 
     @property
     def dtype(self) -> torch.dtype:
@@ -75,10 +71,7 @@ class IGLLM(nn.Module):
         between DataLoader workers) and are normalised on the model's device."""
         if not samples:
             raise ValueError("collate needs at least one sample")
-        images = torch.from_numpy(np.stack([resize_rgb(s.image, self.input_size) for s in samples]))
-        images = images.permute(0, 3, 1, 2).contiguous()
-        if augment and self.config.augment_brightness > 0:
-            images = _jitter(images, self.config.augment_brightness)
+        image_input = self._collate_images(samples, augment)
         encoded = []
         for s in samples:
             objects = image_order(s.scene)
@@ -95,15 +88,22 @@ class IGLLM(nn.Module):
             mask[i, :n] = 1
             values[i, :n] = torch.from_numpy(e.num_values)
         num_mask = (ids == self.grammar.num_id) & (mask == 1) if self.config.float_numbers else torch.zeros_like(mask, dtype=torch.bool)
-        return {"pixel_values": images, "input_ids": ids, "attention_mask": mask, "num_values": values, "num_mask": num_mask}
+        return {**image_input, "input_ids": ids, "attention_mask": mask, "num_values": values, "num_mask": num_mask}
 
     # ---- forward pieces -----------------------------------------------------------------
     def encode_images(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """uint8 (B, 3, H, W) -> projected patch tokens (B, P, hidden)."""
-        pixels = (pixel_values.to(self.pixel_mean.dtype) - self.pixel_mean) / self.pixel_std
-        out = self.vision(pixel_values=pixels.to(self.dtype), interpolate_pos_encoding=True)
-        patches = out.last_hidden_state[:, 1:]  # the tower ends at the feature layer; drop CLS
-        return self.projector(patches)
+        return self.encode_features(self.vision.features(pixel_values))
+
+    def encode_features(self, features: torch.Tensor) -> torch.Tensor:
+        """The tower's (frozen, cacheable) features (B, P, C) -> projected tokens (B, P, hidden)."""
+        return self.projector(self.vision.adapt(features.to(self.dtype)))
+
+    def encode_batch(self, batch) -> torch.Tensor:
+        """Projected image tokens of a collated batch: from cached features or from pixels."""
+        if "features" in batch:
+            return self.encode_features(batch["features"])
+        return self.encode_images(batch["pixel_values"])
 
     def embed_tokens(self, ids: torch.Tensor, num_mask: torch.Tensor | None = None, values: torch.Tensor | None = None) -> torch.Tensor:
         """Token embeddings; with value feedback, `<num>` positions get + value_embedding(value)."""
@@ -130,10 +130,21 @@ class IGLLM(nn.Module):
         return head(hidden)
 
     # ---- training -----------------------------------------------------------------------
+    def _collate_images(self, samples, augment: bool) -> dict[str, torch.Tensor]:
+        """Cached tower features when every sample carries them (feature_cache.py), else
+        uint8 pixels resized to input_size (brightness jitter when augmenting)."""
+        if all(getattr(s, "features", None) is not None for s in samples):
+            return {"features": torch.from_numpy(np.stack([s.features for s in samples]))}
+        images = torch.from_numpy(np.stack([resize_rgb(s.image, self.input_size) for s in samples]))
+        images = images.permute(0, 3, 1, 2).contiguous()
+        if augment and self.config.augment_brightness > 0:
+            images = brightness_jitter(images, self.config.augment_brightness)
+        return {"pixel_values": images}
+
     def training_loss(self, batch) -> tuple[torch.Tensor, dict[str, float]]:
         ids, mask = batch["input_ids"], batch["attention_mask"]
         num_mask, num_values = batch["num_mask"], batch["num_values"]
-        image = self.encode_images(batch["pixel_values"])
+        image = self.encode_batch(batch)
         tokens = self.embed_tokens(ids, num_mask, num_values)
         p = image.shape[1]
         full_mask = torch.cat([torch.ones(mask.shape[0], p, dtype=mask.dtype, device=mask.device), mask], dim=1)
@@ -184,21 +195,12 @@ class IGLLM(nn.Module):
         save(self, directory, card)
 
 
-def _jitter(images: torch.Tensor, amount: float) -> torch.Tensor:
-    """Brightness and contrast only (hue would change colour labels, geometry the
-    locations); torch's RNG, which DataLoader seeds differently in each worker."""
-    b = images.shape[0]
-    gain = 1.0 + (torch.rand(b, 1, 1, 1) * 2 - 1) * amount
-    offset = (torch.rand(b, 1, 1, 1) * 2 - 1) * amount * 255.0
-    mean = images.float().mean(dim=(1, 2, 3), keepdim=True)
-    return ((images.float() - mean) * gain + mean + offset).round().clamp(0, 255).to(torch.uint8)
-
-
 def build(config: ModelConfig) -> IGLLM:
     """A fresh model: from-scratch towers, or pretrained ones from local paths."""
     if not isinstance(config, ModelConfig):
         config = ModelConfig.from_dict(dict(config))
+    from igllm_ros.model.vision import build_tower
+
     codec = towers.build_codec(config)
-    vision = towers.build_vision(config)
     llm = towers.build_llm(config, codec)
-    return IGLLM(config, vision, llm, codec)
+    return IGLLM(config, build_tower(config), llm, codec)

@@ -1,6 +1,6 @@
-"""Building the three networks: the CLIP vision tower, the causal LLM (with optional LoRA)
-and the tokenizer codec, fresh from a ModelConfig or again from a checkpoint's saved
-transformers configs (no weights, no paths: the checkpoint's safetensors fill them).
+"""Building the causal LLM (with optional LoRA) and the tokenizer codec, fresh from a
+ModelConfig or again from a checkpoint's saved transformers config (no weights, no paths:
+the checkpoint's safetensors fill them). Vision towers live in igllm_ros.model.vision.
 """
 from __future__ import annotations
 
@@ -14,76 +14,8 @@ from torch import nn
 from igllm_ros.model.config import LoraConfig, ModelConfig
 from igllm_ros.model.vocab import DomainVocab, TokenizerCodec
 
-# CLIP's pixel statistics (the pretrained towers expect them; from scratch they do no harm).
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-
-
 class TowerError(ValueError):
     """A pretrained directory or file is missing or unusable; the message says which."""
-
-
-# ---- vision ------------------------------------------------------------------------------
-def build_vision(config: ModelConfig) -> nn.Module:
-    """A CLIPVisionModel whose last kept layer is config.vision.feature_layer."""
-    from transformers import CLIPVisionConfig, CLIPVisionModel
-
-    v = config.vision
-    if v.pretrained_path is not None:
-        path = _existing_dir(v.pretrained_path, "model.vision.pretrained_path")
-        try:
-            # safetensors only: a directory holding only pickled weights is refused.
-            model = CLIPVisionModel.from_pretrained(str(path), dtype=torch.float32, use_safetensors=True)
-        except (OSError, ValueError) as err:
-            raise TowerError(f"cannot load a CLIP vision tower (safetensors) from {path}: {err}") from err
-        encoder = _tower(model).encoder
-        total = len(encoder.layers)
-        if not -total <= v.feature_layer <= -1:
-            raise TowerError(f"model.vision.feature_layer {v.feature_layer} outside -{total}..-1 for {path}")
-        keep = total + 1 + v.feature_layer
-        encoder.layers = encoder.layers[:keep]
-        model.config.num_hidden_layers = keep
-    else:
-        keep = v.layers + 1 + v.feature_layer  # layers after the feature layer would never be used
-        hf = CLIPVisionConfig(
-            hidden_size=v.hidden,
-            intermediate_size=v.intermediate,
-            num_hidden_layers=keep,
-            num_attention_heads=v.heads,
-            image_size=max(config.input_size),  # a square position table, interpolated to the 4:3 grid
-            patch_size=v.patch,
-        )
-        model = CLIPVisionModel(hf)
-    return _strip_vision(model)
-
-
-def vision_from_hf_config(hf_config: dict) -> nn.Module:
-    from transformers import CLIPVisionConfig, CLIPVisionModel
-
-    return _strip_vision(CLIPVisionModel(CLIPVisionConfig.from_dict(hf_config)))
-
-
-def _strip_vision(model: nn.Module) -> nn.Module:
-    # Only patch tokens are used: the pooled output's layer norm would be an unused parameter.
-    _tower(model).post_layernorm = nn.Identity()
-    return model
-
-
-def _tower(model: nn.Module) -> nn.Module:
-    # transformers 5 flattened CLIPVisionModel; older versions wrap it in .vision_model.
-    return getattr(model, "vision_model", model)
-
-
-def vision_grid(model: nn.Module, input_size: tuple[int, int]) -> tuple[int, int]:
-    patch = model.config.patch_size
-    w, h = input_size
-    if w % patch or h % patch:
-        raise TowerError(f"input size {input_size} is not a multiple of the vision patch size {patch}")
-    return w // patch, h // patch
-
-
-def vision_hidden(model: nn.Module) -> int:
-    return model.config.hidden_size
 
 
 # ---- LLM and tokens ----------------------------------------------------------------------
