@@ -61,19 +61,19 @@ def main() -> int:
     from diagnostic_msgs.msg import DiagnosticArray
 
     from igllm_ros.msg import Scene
-    from igllm_ros.ros import harness
+    from igllm_ros.ros import processes
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if not Path(args.model).exists():
         print(f"model {args.model!r} not found", file=sys.stderr)
         return 2
-    node = harness.start_node(
+    node = processes.start_node(
         params={"model_path": str(Path(args.model).resolve()), "device": args.device, "torch_threads": args.torch_threads,
                 "publish_debug_image": False},
         log_path=out / "node.log",
     )
-    probe = harness.Probe("igllm_bench")
+    probe = processes.Watcher("igllm_bench")
     arrivals: list[tuple[int, int]] = []  # (arrival ns, stamp ns)
     probe.node.create_subscription(
         Scene, "scene",
@@ -83,11 +83,11 @@ def main() -> int:
     memory = MemorySampler(node.pid)
     rows = []
     try:
-        probe.wait_for(lambda: probe.get_state("/igllm_node", timeout=120) == "active", 180, "the node to be active")
+        probe.wait_for(lambda: latest(diagnostics).get("state") == "active", 180, "the node to be active")
         values = None
         memory.start()
         for rate in args.rates:
-            sim = harness.start_sim(
+            sim = processes.start_sim(
                 params={"rate_hz": rate, "pool_size": 20, "width": args.width, "height": args.width * 3 // 4},
                 log_path=out / f"sim_{rate:g}hz.log",
             )
@@ -95,16 +95,16 @@ def main() -> int:
                 start_count = len(arrivals)
                 probe.wait_for(lambda: len(arrivals) > start_count, 120, "scenes")
                 probe.spin(2.0)  # warm-up
-                before = latest(diagnostics, harness)
+                before = latest(diagnostics)
                 first = len(arrivals)
                 start = time.monotonic()
                 probe.spin(args.seconds)
                 elapsed = time.monotonic() - start
                 window = arrivals[first:]
                 probe.spin(1.2)
-                values = latest(diagnostics, harness)
+                values = latest(diagnostics)
             finally:
-                harness.stop(sim)
+                processes.stop(sim)
             latency = np.array([(a - s) / 1e6 for a, s in window])
             received = int(values["images_received"]) - int(before["images_received"])
             dropped = int(values["frames_dropped"]) - int(before["frames_dropped"])
@@ -116,7 +116,7 @@ def main() -> int:
             memory.stop()
             probe.close()
         finally:
-            harness.stop(node)
+            processes.stop(node)
 
     print(f"\nigllm_node benchmark: model {args.model}, {args.width}x{args.width * 3 // 4} images, "
           f"{args.seconds:g} s per rate, device {values.get('device') if values else '?'} ({values.get('dtype') if values else '?'})")
@@ -131,12 +131,15 @@ def main() -> int:
     return 0
 
 
-def latest(diagnostics, harness) -> dict:
+def latest(diagnostics) -> dict:
+    """The node's newest status on /diagnostics ({} before the first)."""
+    from igllm_ros.ros.diagnostics import status_values
+
     for array in reversed(diagnostics):
-        values = harness.diagnostics_values(array)
+        values = status_values(array)
         if values:
             return values
-    raise RuntimeError("no diagnostics from the node")
+    return {}
 
 
 if __name__ == "__main__":

@@ -11,9 +11,10 @@ from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image  # noqa: E402
 
 from igllm_ros.msg import Scene  # noqa: E402
-from igllm_ros.ros import harness, qos  # noqa: E402
+from igllm_ros.ros import qos  # noqa: E402
 from igllm_ros.ros.image_conversion import encode_compressed, rgb_to_image_fields  # noqa: E402
 from igllm_ros.srv import Reconstruct  # noqa: E402
+from support import harness  # noqa: E402
 
 pytestmark = pytest.mark.ros
 NODE = "/igllm_node"

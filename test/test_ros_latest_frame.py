@@ -1,5 +1,6 @@
-"""A 30 Hz camera and a deliberately slow model: the node keeps up by dropping frames
-(and counting them); latency stays bounded by about two inference times instead of growing."""
+"""A 30 Hz camera and a deliberately slow model (a test double that sleeps after each
+inference): the node keeps up by dropping frames (and counting them); latency stays bounded
+by about two inference times instead of growing."""
 import time
 
 import numpy as np
@@ -9,17 +10,16 @@ rclpy = pytest.importorskip("rclpy")
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 
 from igllm_ros.msg import Scene  # noqa: E402
-from igllm_ros.ros import harness  # noqa: E402
+from support import doubles, harness  # noqa: E402
 
 pytestmark = pytest.mark.ros
 DELAY_MS = 300
 
 
 def test_latest_frame_only_under_a_fast_camera(tmp_path):
-    model = harness.build_test_model(tmp_path / "model")
+    model = doubles.make_double(tmp_path / "slow_model", harness.build_test_model(tmp_path / "model"), delay_ms=DELAY_MS)
     sim = harness.start_sim(params={"rate_hz": 30.0, "pool_size": 10}, log_path=tmp_path / "sim.log")
-    node = harness.start_node(params={"model_path": model, "inference_delay_ms": DELAY_MS, "torch_threads": 1},
-                              log_path=tmp_path / "node.log")
+    node = harness.start_node(params={"model_path": model, "torch_threads": 1}, log_path=tmp_path / "node.log")
     probe = harness.Probe()
     arrivals = []  # (probe clock at arrival, scene)
     probe.node.create_subscription(

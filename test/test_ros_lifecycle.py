@@ -6,8 +6,9 @@ rclpy = pytest.importorskip("rclpy")
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 
 from igllm_ros.msg import Scene  # noqa: E402
-from igllm_ros.ros import harness  # noqa: E402
 from igllm_ros.srv import Reconstruct  # noqa: E402
+from igllm_ros.ros import processes  # noqa: E402
+from support import harness  # noqa: E402
 
 pytestmark = pytest.mark.ros
 NODE = "/lifecycle_test_node"
@@ -110,7 +111,8 @@ def test_lifecycle_from_a_missing_model_to_active_and_back(tmp_path, model_dir):
 
 
 def test_autostart_reaches_active_by_itself(tmp_path, model_dir):
-    node = harness.start_node(name="lifecycle_test_node", params={"model_path": model_dir, "torch_threads": 1},
+    # The shipped entry point (python -m igllm_ros.node), not the test one.
+    node = processes.start_node(name="lifecycle_test_node", params={"model_path": model_dir, "torch_threads": 1},
                               log_path=tmp_path / "node.log")
     probe = harness.Probe()
     try:

@@ -15,10 +15,11 @@ from visualization_msgs.msg import Marker, MarkerArray  # noqa: E402
 
 from igllm_ros.msg import Scene  # noqa: E402
 from igllm_ros import world  # noqa: E402
-from igllm_ros.ros import harness, qos  # noqa: E402
+from igllm_ros.ros import qos  # noqa: E402
 from igllm_ros.ros.image_conversion import rgb_to_image_fields  # noqa: E402
 from igllm_ros.ros.markers import LABELS_NS, OBJECTS_NS  # noqa: E402
 from igllm_ros.srv import Reconstruct  # noqa: E402
+from support import harness  # noqa: E402
 
 pytestmark = pytest.mark.ros
 NODE = "/igllm_node"

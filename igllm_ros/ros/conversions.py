@@ -1,9 +1,11 @@
-"""igllm_ros.scene.Scene (table frame) <-> igllm_ros/Scene messages (camera optical frame)."""
+"""igllm_ros.scene.Scene (table frame) <-> igllm_ros/Scene messages (camera optical frame), and
+RGB arrays -> sensor_msgs/Image."""
 from __future__ import annotations
 
 import numpy as np
 from geometry_msgs.msg import Pose
 from scipy.spatial.transform import Rotation
+from sensor_msgs.msg import Image
 
 from igllm_ros import scene as sc
 from igllm_ros import world
@@ -59,6 +61,13 @@ def scene_to_msg(scene: sc.Scene, header, *, program: str = "", model: str = "",
         out.pose = pose_msg(*sc.object_pose_in_optical(obj, scene.camera))
         out.dimensions.x, out.dimensions.y, out.dimensions.z = world.dimensions(obj.shape, obj.size)
         msg.objects.append(out)
+    return msg
+
+
+def rgb_image_msg(rgb: np.ndarray, header) -> Image:
+    """An rgb8 Image of an (H, W, 3) uint8 array."""
+    msg = Image(header=header, height=rgb.shape[0], width=rgb.shape[1], encoding="rgb8", step=rgb.shape[1] * 3)
+    msg.data = np.ascontiguousarray(rgb, dtype=np.uint8).tobytes()
     return msg
 
 

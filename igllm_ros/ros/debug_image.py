@@ -2,9 +2,12 @@
 the reconstruction re-rendered beside it (same camera, same size) for a direct comparison.
 
 Drawn in the pinned camera's image (what the model saw, see pinhole.py), where the
-published optical-frame poses project with the pinned intrinsics.
+published optical-frame poses project with the pinned intrinsics. DebugImageComposer puts
+it together and owns the OpenGL renderer for the re-rendering.
 """
 from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from PIL import Image as PILImage
@@ -15,6 +18,59 @@ from igllm_ros import world
 from igllm_ros.ros.pinhole import Intrinsics
 
 _CIRCLE = np.linspace(0.0, 2.0 * np.pi, 25)
+
+
+class DebugImageComposer:
+    """The debug image of one frame: overlay, and the re-rendered reconstruction beside it.
+
+    An OpenGL context belongs to the thread that made it, so the renderer lives on a thread
+    of its own, made once and kept until close() (the node's lifetime): activating and
+    deactivating the node never makes a new context. If no context can be made, the
+    re-rendering is off (one warning) and the overlay alone is published.
+    """
+
+    def __init__(self, warn=print):
+        self._warn = warn
+        self._gl_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="igllm_debug_gl")
+        self._renderer = None  # None: not made yet; False: cannot be made here
+
+    def compose(self, pinned_rgb: np.ndarray, scene_msg, scene, rerender: bool) -> np.ndarray:
+        view = enlarged(pinned_rgb)  # the pinned camera scales with the image: overlay stays exact
+        height, width = view.shape[:2]
+        picture = draw_overlay(view, scene_msg, Intrinsics.pinned(width, height))
+        if rerender and self._renderer is not False:
+            rendered = self._gl_thread.submit(self._render, scene, width, height).result()
+            if rendered is not None:
+                picture = side_by_side(picture, rendered)
+        return picture
+
+    def close(self) -> None:
+        if self._gl_thread is not None:
+            self._gl_thread.submit(self._release).result()
+            self._gl_thread.shutdown()
+            self._gl_thread = None
+
+    def _render(self, scene, width: int, height: int):
+        """On the GL thread: the scene rendered at this size, or None without OpenGL."""
+        renderer = self._renderer
+        if renderer and (renderer.width, renderer.height) != (width, height):
+            self._release()  # a model with another input size was loaded
+            renderer = None
+        if renderer is None:
+            try:
+                from igllm_ros.data.render import SceneRenderer
+
+                renderer = SceneRenderer(width=width, height=height)
+            except Exception as err:  # no OpenGL here: the overlay alone still helps
+                self._warn(f"debug_rerender off: cannot create the renderer ({err})")
+                renderer = False
+            self._renderer = renderer
+        return renderer.render(scene).rgb if renderer else None
+
+    def _release(self) -> None:
+        if self._renderer:
+            self._renderer.release()
+        self._renderer = None
 
 
 def object_outline(shape: str, dims, position, quat_xyzw) -> list[np.ndarray]:

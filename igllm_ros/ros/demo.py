@@ -82,7 +82,7 @@ def main(argv=None) -> int:
     from visualization_msgs.msg import MarkerArray
 
     from igllm_ros.msg import Scene
-    from igllm_ros.ros import harness
+    from igllm_ros.ros import processes
     from igllm_ros.ros.conversions import msg_to_scene
     from igllm_ros.ros.recorder import BagRecorder
 
@@ -97,13 +97,13 @@ def main(argv=None) -> int:
         print(f"model {args.model!r} not found; pass --model DIR (a folder with the safetensors model)", file=sys.stderr)
         return 2
 
-    node = harness.start_node(params={"model_path": str(model.resolve()), "device": args.device}, log_path=out / "node.log")
-    sim = harness.start_sim(
+    node = processes.start_node(params={"model_path": str(model.resolve()), "device": args.device}, log_path=out / "node.log")
+    sim = processes.start_sim(
         params={"source": "generator", "seed": args.seed, "split": args.split, "rate_hz": float(args.rate),
                 "width": args.width, "height": args.width * 3 // 4, "pool_size": 0},
         log_path=out / "sim.log",
     )
-    probe = harness.Probe("igllm_demo")
+    probe = processes.Watcher("igllm_demo")
     truths: dict[int, object] = {}
     scenes: list = []
     debug: dict[int, object] = {}
@@ -133,7 +133,7 @@ def main(argv=None) -> int:
                 return 1
             for name, process in (("igllm_node", node), ("igllm_camera_sim", sim)):
                 if process.poll() is not None:
-                    print(f"demo: {name} exited ({process.returncode}):\n{harness.read_log(process)[-3000:]}", file=sys.stderr)
+                    print(f"demo: {name} exited ({process.returncode}):\n{processes.read_log(process)[-3000:]}", file=sys.stderr)
                     return 1
             probe.spin(0.05)
             _save_debug_images(debug, frame_of, out)
@@ -164,8 +164,8 @@ def main(argv=None) -> int:
         _save_debug_images(debug, frame_of, out)
         recorder.close()
         probe.close()
-        harness.stop(sim)
-        harness.stop(node)
+        processes.stop(sim)
+        processes.stop(node)
     result = metrics.evaluate(pairs) if pairs else {}
     print("\n" + "=" * 80)
     if result:

@@ -155,7 +155,9 @@ def decode_compressed(data, max_pixels: int | None = None) -> np.ndarray:
             return np.asarray(image.convert("RGB"))
     except ImageError:
         raise
-    except (OSError, ValueError, SyntaxError, PILImage.DecompressionBombError) as err:
+    except PILImage.DecompressionBombError as err:  # PIL refuses it from the header, before decoding
+        raise ImageError("oversized", f"compressed image refused as a decompression bomb: {err}") from err
+    except (OSError, ValueError, SyntaxError) as err:
         raise ImageError("corrupt_compressed", f"cannot decode compressed image: {err}") from err
 
 

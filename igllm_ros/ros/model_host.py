@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from igllm_ros import world
+from igllm_ros.ros.share import share_path
 
 
 class ModelUnavailable(RuntimeError):
@@ -52,8 +53,8 @@ def choose_device(device: str = "auto", dtype: str = "auto") -> DeviceChoice:
 
 
 def resolve_model_path(path: str) -> Path:
-    """The model directory: as given (absolute or from the working directory), else inside
-    the installed package's share directory (where CMake installs models/)."""
+    """The model directory: as given (absolute or from the working directory), else from the
+    package's share (the source tree, or the install where CMake puts models/)."""
     if not path:
         raise ModelUnavailable("model_path is empty; set it to a model directory (e.g. models/igllm-tiny-float)")
     candidate = Path(path).expanduser()
@@ -61,17 +62,10 @@ def resolve_model_path(path: str) -> Path:
         return candidate
     if candidate.is_absolute():
         raise ModelUnavailable(f"model not found: {path!r} does not exist")
-    tried = [str(candidate.resolve())]
     try:
-        from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
-
-        share = Path(get_package_share_directory("igllm_ros")) / candidate
-        if share.exists():
-            return share
-        tried.append(str(share))
-    except (ImportError, PackageNotFoundError, ValueError):
-        pass
-    raise ModelUnavailable(f"model not found: {path!r} (tried {', '.join(tried)})")
+        return share_path(*candidate.parts)
+    except FileNotFoundError as err:
+        raise ModelUnavailable(f"model not found: {path!r} (not in {candidate.resolve()}; {err})") from err
 
 
 def _model_input_size(model) -> tuple[int, int]:
@@ -97,7 +91,7 @@ class ModelHost:
     def load(cls, path: str, device: str = "auto", dtype: str = "auto", torch_threads: int = 0) -> "ModelHost":
         import torch
 
-        from igllm_ros import model as igllm_model
+        from igllm_ros import model_kinds
 
         if torch_threads > 0:
             torch.set_num_threads(torch_threads)
@@ -105,8 +99,8 @@ class ModelHost:
         choice = choose_device(device, dtype)
         start = time.perf_counter()
         try:
-            model = igllm_model.load(str(resolved), device=choice.device, dtype=getattr(torch, choice.dtype))
-        except igllm_model.ModelLoadError as err:
+            model = model_kinds.load(resolved, device=choice.device, dtype=getattr(torch, choice.dtype))
+        except model_kinds.ModelLoadError as err:
             raise ModelUnavailable(f"cannot load model {os.fspath(resolved)!r}: {err}") from err
         except (OSError, ValueError, RuntimeError, KeyError) as err:  # a loader bug, but say where
             raise ModelUnavailable(f"cannot load model {os.fspath(resolved)!r}: {type(err).__name__}: {err}") from err

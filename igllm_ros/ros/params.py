@@ -82,8 +82,16 @@ PARAMS = (
           range=(0.0, 3600.0)),
     Param("camera_timeout_s", 2.0, "Diagnostics warn when no image arrived for this long while active.",
           range=(0.1, 3600.0)),
-    Param("inference_delay_ms", 0, "Testing only: extra milliseconds per inference, to simulate a slower model.",
-          range=(0, 60000)),
+    Param("min_image_side_px", 32, "Images with a side shorter than this are refused (too_small).",
+          range=(1, 4096)),
+    Param("max_aspect_ratio", 4.0, "Images whose long side exceeds this many short sides are refused "
+          "(bad_aspect_ratio).", range=(1.0, 100.0)),
+    Param("max_view_scale", 16.0, "The model's view may span at most this many model input sizes of input "
+          "pixels per side (a long lens on a large image); larger is refused (view_too_large).", range=(1.0, 1000.0)),
+    Param("min_view_overlap", 0.1, "The image must fill at least this fraction of the model's view; less means "
+          "implausible intrinsics, refused (bad_intrinsics).", range=(0.0, 1.0)),
+    Param("no_scene_error_s", 30.0, "Diagnostics turn ERROR when images arrive but no scene was published for "
+          "this long.", range=(1.0, 3600.0)),
     Param("diagnostics_period_s", 1.0, "Period of /diagnostics.", READ_ONLY, range=(0.1, 60.0)),
 )
 BY_NAME = {p.name: p for p in PARAMS}

@@ -17,6 +17,11 @@ are poses in the input image's optical frame.
 Pixel coordinates follow ROS/OpenCV (camera_info K): pixel centres at integer coordinates,
 so the image centre of a W-wide image is (W - 1) / 2. Lens distortion is not undone: feed
 rectified images (image_rect).
+
+Before any pixel is touched, ViewLimits.check bounds the work: an image too small or too
+thin to be a camera picture, intrinsics whose pinned view barely overlaps the image, and a
+pinned view so large that padding it would take more memory than the model's input is
+worth are refused with a bad-input kind of their own (ImageError.kind).
 """
 from __future__ import annotations
 
@@ -27,6 +32,7 @@ import numpy as np
 from PIL import Image as PILImage
 
 from igllm_ros import world
+from igllm_ros.ros.image_conversion import ImageError
 
 
 @dataclass(frozen=True)
@@ -60,11 +66,90 @@ class Intrinsics:
 
     def scaled_to(self, width: int, height: int) -> "Intrinsics":
         """The same camera at another resolution (binning or a resized stream)."""
+        if min(self.width, self.height, width, height) <= 0:
+            raise ValueError(f"cannot scale intrinsics from {self.width}x{self.height} to {width}x{height}")
         sx, sy = width / self.width, height / self.height
         # Scale pixel-edge coordinates (centre + 0.5), not pixel-centre ones.
         return Intrinsics(
             width, height, self.fx * sx, self.fy * sy, (self.cx + 0.5) * sx - 0.5, (self.cy + 0.5) * sy - 0.5
         )
+
+
+def from_camera_info(info) -> Intrinsics:
+    """The intrinsics of the image a sensor_msgs/CameraInfo describes (any object with its
+    fields): K, then the ROI (the image is that region of the sensor), then binning.
+    Raises ValueError with the reason when they are unusable."""
+    k = [float(v) for v in info.k]
+    camera = Intrinsics(int(info.width), int(info.height), k[0], k[4], k[2], k[5])
+    roi = info.roi
+    if roi.width > 0 and roi.height > 0:
+        camera = Intrinsics(int(roi.width), int(roi.height), camera.fx, camera.fy,
+                            camera.cx - roi.x_offset, camera.cy - roi.y_offset)
+    problem = camera.problem()  # before binning: a 0x0 camera cannot be scaled
+    if problem is None:
+        bx, by = max(1, int(info.binning_x)), max(1, int(info.binning_y))
+        if (bx, by) != (1, 1):
+            if camera.width < bx or camera.height < by:
+                problem = f"binning {bx}x{by} leaves no pixels of a {camera.width}x{camera.height} image"
+            else:
+                camera = camera.scaled_to(camera.width // bx, camera.height // by)
+                problem = camera.problem()
+    if problem:
+        raise ValueError(problem)
+    return camera
+
+
+def fallback_intrinsics(width: int, height: int, fx: float, fy: float, cx: float, cy: float) -> Intrinsics:
+    """Intrinsics from the node's parameters: fx 0 is the pinned camera's, fy 0 is fx, and a
+    negative cx/cy is the image centre."""
+    pinned = Intrinsics.pinned(width, height)
+    fx = fx or pinned.fx
+    return Intrinsics(width, height, fx, fy or fx, cx if cx >= 0 else pinned.cx, cy if cy >= 0 else pinned.cy)
+
+
+@dataclass(frozen=True)
+class ViewLimits:
+    """What the node accepts before it allocates anything for a frame."""
+
+    min_side_px: int = 32  # smaller images carry too little for the model
+    max_aspect_ratio: float = 4.0  # long side / short side
+    max_view_scale: float = 16.0  # the pinned view spans at most this many model inputs per side
+    min_view_overlap: float = 0.1  # the image must fill this fraction of the pinned view
+
+    def check_image(self, width: int, height: int) -> None:
+        """ImageError ('too_small', 'bad_aspect_ratio') for an image no camera model can use."""
+        if min(width, height) < self.min_side_px:
+            raise ImageError("too_small", f"image {width}x{height} is smaller than min_image_side_px={self.min_side_px}")
+        aspect = max(width, height) / min(width, height)
+        if aspect > self.max_aspect_ratio:
+            raise ImageError(
+                "bad_aspect_ratio",
+                f"image {width}x{height} has aspect ratio {aspect:.1f}, more than max_aspect_ratio={self.max_aspect_ratio:g}",
+            )
+
+    def check_view(self, camera: Intrinsics, out_width: int, out_height: int) -> None:
+        """ImageError ('bad_intrinsics', 'view_too_large') when mapping this camera onto the
+        pinned one would be meaningless or would need a padded view far larger than the image."""
+        left, top, right, bottom = pinned_region(camera, out_width, out_height)
+        view_w, view_h = right - left, bottom - top
+        covered_w = max(0.0, min(right, camera.width) - max(left, 0.0))
+        covered_h = max(0.0, min(bottom, camera.height) - max(top, 0.0))
+        overlap = covered_w * covered_h / (view_w * view_h)
+        where = f"fx={camera.fx:g} fy={camera.fy:g} cx={camera.cx:g} cy={camera.cy:g} for {camera.width}x{camera.height}"
+        if overlap < self.min_view_overlap:
+            raise ImageError(
+                "bad_intrinsics",
+                f"intrinsics {where}: the image fills {overlap:.2%} of the model's view "
+                f"(min_view_overlap={self.min_view_overlap:g}); wrong camera_info or fx/fy/cx/cy?",
+            )
+        if min(view_w, view_h) < 1.0:
+            raise ImageError("bad_intrinsics", f"intrinsics {where}: the model's view spans {view_w:.2g}x{view_h:.2g} pixels")
+        if view_w > self.max_view_scale * out_width or view_h > self.max_view_scale * out_height:
+            raise ImageError(
+                "view_too_large",
+                f"intrinsics {where}: the model's view spans {view_w:.0f}x{view_h:.0f} input pixels, more than "
+                f"max_view_scale={self.max_view_scale:g} x the model input {out_width}x{out_height}",
+            )
 
 
 def pinned_region(camera: Intrinsics, out_width: int, out_height: int) -> tuple[float, float, float, float]:
@@ -83,6 +168,16 @@ def to_pinned(rgb: np.ndarray, camera: Intrinsics, out_width: int, out_height: i
     left, top, right, bottom = pinned_region(camera, out_width, out_height)
     if (width, height) == (out_width, out_height) and np.allclose((left, top, right, bottom), (0, 0, width, height)):
         return rgb  # already the pinned camera
+    # Keep only the part of the image the view (and the resize filter's reach) covers, so
+    # padding allocates about the view, never the view plus the whole image.
+    reach = math.ceil(max(1.0, (right - left) / out_width, (bottom - top) / out_height)) + 1
+    x0, y0 = max(0, math.floor(left) - reach), max(0, math.floor(top) - reach)
+    x1, y1 = min(width, math.ceil(right) + reach), min(height, math.ceil(bottom) + reach)
+    if x1 <= x0 or y1 <= y0:
+        return np.zeros((out_height, out_width, 3), np.uint8)  # the view misses the image
+    rgb = rgb[y0:y1, x0:x1]
+    height, width = rgb.shape[:2]
+    left, right, top, bottom = left - x0, right - x0, top - y0, bottom - y0
     # Pad with black so the region lies inside the array, then crop + resize in one step
     # (PIL's resize with a box filters properly when it shrinks).
     pad_left = max(0, math.ceil(-left))

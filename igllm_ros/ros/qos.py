@@ -27,4 +27,3 @@ def image_qos(reliability: str = "best_effort", depth: int = 1) -> QoSProfile:
 # Outputs: reliable so both reliable and best-effort readers (RViz, rosbag, planners) connect.
 SCENE_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE)
 DEBUG_IMAGE_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE)
-CAMERA_INFO_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5, reliability=ReliabilityPolicy.BEST_EFFORT)

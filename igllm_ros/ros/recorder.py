@@ -11,18 +11,9 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
-from igllm_ros.ros.harness import REPO_ROOT
+from igllm_ros.ros.share import share_path
 
 OWN_MESSAGES = ("SceneObject", "Scene")  # dependencies first
-
-
-def _msg_dir() -> Path:
-    local = REPO_ROOT / "msg"
-    if local.is_dir():
-        return local
-    from ament_index_python.packages import get_package_share_directory
-
-    return Path(get_package_share_directory("igllm_ros")) / "msg"
 
 
 def typestore_with_own_messages():
@@ -30,7 +21,7 @@ def typestore_with_own_messages():
     store = get_typestore(Stores.ROS2_KILTED)
     types = {}
     for name in OWN_MESSAGES:
-        text = (_msg_dir() / f"{name}.msg").read_text()
+        text = share_path("msg", f"{name}.msg").read_text()
         types.update(get_types_from_msg(text, f"igllm_ros/msg/{name}"))
     store.register(types)
     return store
