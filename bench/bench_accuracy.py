@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from igllm_ros.model.evaluate import TABLE_ROWS, format_value, json_ready  # noqa: E402
+from igllm_ros.reconstruction import CONFIG_FILE  # noqa: E402
 
 SPLITS = ("val_id", "val_cogent_b", "val_param", "val_visual")
 
@@ -137,8 +138,8 @@ def resolve_models(names: list[str]) -> list[Entry]:
             label = path.name
             if not path.is_dir():
                 raise SystemExit(f"bench_accuracy: --models {name!r}: neither one of {sorted(MODELS)} nor a model directory")
-        if not (path / "config.json").is_file():
-            raise SystemExit(f"bench_accuracy: model {name!r}: {path} holds no config.json")
+        if not (path / CONFIG_FILE).is_file():
+            raise SystemExit(f"bench_accuracy: model {name!r}: {path} holds no {CONFIG_FILE}")
         entries.append(Entry(name, label, path, Budget.read(path)))
     return entries
 
@@ -223,11 +224,11 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from igllm_ros.model import load
+    from igllm_ros import model_kinds
     from igllm_ros.model.evaluate import run_evaluation
 
     torch.set_num_threads(args.threads)
-    models = {e.key: load(str(e.path), device="cpu", dtype=torch.float32) for e in entries}
+    models = {e.key: model_kinds.load(e.path, device="cpu", dtype=torch.float32) for e in entries}
     print(budget_header(entries, markdown=False), flush=True)
 
     results: dict[str, dict[str, dict]] = {}

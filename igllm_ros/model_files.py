@@ -1,19 +1,35 @@
-"""Small pieces every reconstructor (IG-LLM and the baseline) shares: fitting an input
-image to the model's size, and the markdown of a checkpoint's card."""
+"""The files of a model directory, shared by every kind (IG-LLM and the baseline): reading
+and checking config.json, describing tensors that do not fit, writing the card.
+
+The file names and ModelLoadError are part of the reconstructor contract
+(igllm_ros.reconstruction); which kind loads a directory is igllm_ros.model_kinds' job.
+"""
 from __future__ import annotations
 
-import numpy as np
-from PIL import Image
+import json
+from pathlib import Path
+
+from igllm_ros.reconstruction import CONFIG_FILE, ModelLoadError
 
 
-def resize_rgb(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """HxWx3 uint8 RGB to (width, height) = size, bilinear (antialiased by PIL)."""
-    image = np.asarray(image)
-    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise ValueError(f"expected an HxWx3 uint8 RGB image, got shape {image.shape} dtype {image.dtype}")
-    if (image.shape[1], image.shape[0]) == tuple(size):
-        return image
-    return np.asarray(Image.fromarray(image).resize(tuple(size), Image.BILINEAR))
+def read_config(directory: Path, kind: str | None = None) -> dict:
+    """The JSON object in `directory`/config.json; with `kind`, it must be of that kind.
+    Every problem is a ModelLoadError that names the directory or file."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise ModelLoadError(f"model directory {str(directory)!r} does not exist")
+    path = directory / CONFIG_FILE
+    if not path.is_file():
+        raise ModelLoadError(f"model directory {str(directory)!r} has no {CONFIG_FILE}")
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ModelLoadError(f"{str(path)!r} is not readable JSON: {err}") from err
+    if not isinstance(raw, dict):
+        raise ModelLoadError(f"{str(path)!r} does not hold a JSON object")
+    if kind is not None and raw.get("kind") != kind:
+        raise ModelLoadError(f"{str(path)!r} has kind {raw.get('kind')!r}; this loader reads only kind {kind!r}")
+    return raw
 
 
 def card_markdown(header: list[str], card: dict) -> str:

@@ -1,5 +1,5 @@
 """Checkpoints: save/load gives identical outputs; every kind of broken directory gets a
-clear ModelLoadError; baseline directories load through the same entry point."""
+clear ModelLoadError; baseline directories load through the same registry (model_kinds)."""
 import json
 
 import numpy as np
@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from igllm_ros import model as igllm
+from igllm_ros import model_kinds
 
 
 @pytest.fixture(scope="module")
@@ -138,5 +139,18 @@ def test_baseline_directories_load_through_the_same_entry_point(tmp_path):
     model = baseline.build({"input_size": [64, 48], "backbone_channels": [8, 16], "d_model": 32, "heads": 2,
                             "attention_sigmas": [0.1, 0.0], "encoder_layers": 1, "decoder_layers": 1, "ffn_dim": 64})
     model.save(tmp_path / "b")
-    loaded = igllm.load(tmp_path / "b")
+    loaded = model_kinds.load(tmp_path / "b")
     assert type(loaded).__name__ == "DETRBaseline" and len(loaded.reconstruct(images(1))) == 1
+    with pytest.raises(model_kinds.ModelLoadError, match="kind 'detr_baseline'"):
+        igllm.load(tmp_path / "b")  # IG-LLM's own loader reads only its kind
+
+
+def test_the_registry_loads_igllm_directories_and_names_unknown_kinds(saved, tmp_path):
+    model, directory = saved
+    loaded = model_kinds.load(directory)
+    assert type(loaded) is type(model)
+    assert [r.program for r in loaded.reconstruct(images(2))] == [r.program for r in model.reconstruct(images(2))]
+    copy = _copy(directory, tmp_path)
+    (copy / "config.json").write_text(json.dumps({"kind": "resnet"}))
+    with pytest.raises(model_kinds.ModelLoadError, match="kind 'resnet'; expected one of igllm, detr_baseline"):
+        model_kinds.load(copy)

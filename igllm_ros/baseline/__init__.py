@@ -1,13 +1,14 @@
 """A DETR-style set predictor (Carion et al. 2020): the non-LLM yardstick for IG-LLM.
 
-Same protocol as igllm_ros.model.IGLLM (collate, training_loss, param_groups,
-reconstruct, save), so the training loop, igllm-eval and the node use it unchanged.
+A reconstructor like igllm_ros.model.IGLLM (igllm_ros.reconstruction.Reconstructor:
+collate, training_loss, param_groups, reconstruct, save), registered in
+igllm_ros.model_kinds, so the training loop, igllm-eval and the node use it unchanged.
 See docs/baseline.md.
 """
 from __future__ import annotations
 
-from igllm_ros.baseline.checkpoint import load
 from igllm_ros.baseline.config import KIND, BaselineConfig
+from igllm_ros.baseline.loading import load
 from igllm_ros.baseline.model import DETRBaseline
 
 

@@ -1,6 +1,6 @@
-"""DETRBaseline: the non-LLM set predictor behind the same protocol as IG-LLM
-(collate, training_loss, param_groups, reconstruct, save), so one training loop, one
-evaluation tool and the ROS node serve both."""
+"""DETRBaseline: the non-LLM set predictor, a reconstructor like IG-LLM
+(igllm_ros.reconstruction.Reconstructor: collate, training_loss, param_groups,
+reconstruct, save), so one training loop, one evaluation tool and the ROS node serve both."""
 from __future__ import annotations
 
 import numpy as np
@@ -13,7 +13,7 @@ from igllm_ros.baseline import targets
 from igllm_ros.baseline.config import BaselineConfig
 from igllm_ros.baseline.matching import set_loss
 from igllm_ros.baseline.network import IMAGE_MEAN, IMAGE_STD, DETRNetwork
-from igllm_ros.model_files import resize_rgb
+from igllm_ros.images import brightness_jitter, resize_rgb
 from igllm_ros.reconstruction import Reconstruction
 from igllm_ros.scene import Camera, Scene, SceneObject
 
@@ -50,22 +50,11 @@ class DETRBaseline(nn.Module):
         images = np.stack([resize_rgb(s.image, self.input_size) for s in samples])
         images = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
         if augment and self.config.augment_brightness > 0:
-            images = self._jitter(images)
+            images = brightness_jitter(images, self.config.augment_brightness)
         encoded = [targets.encode_scene(s.scene, self.config.max_objects) for s in samples]
         batch = {key: torch.from_numpy(np.stack([e[key] for e in encoded])) for key in encoded[0]}
         batch["images"] = images
         return batch
-
-    def _jitter(self, images: torch.Tensor) -> torch.Tensor:
-        # Brightness and contrast only: hue would change the colour labels, geometry the locations.
-        # torch's RNG, which DataLoader seeds differently in every worker.
-        a = self.config.augment_brightness
-        b = images.shape[0]
-        gain = 1.0 + (torch.rand(b, 1, 1, 1) * 2 - 1) * a
-        offset = (torch.rand(b, 1, 1, 1) * 2 - 1) * a * 255.0
-        mean = images.float().mean(dim=(1, 2, 3), keepdim=True)
-        out = (images.float() - mean) * gain + mean + offset
-        return out.round().clamp(0, 255).to(torch.uint8)
 
     def _normalise(self, images: torch.Tensor) -> torch.Tensor:
         images = images.to(self.device)

@@ -4,14 +4,15 @@ writes the scene program, numbers as digit tokens (char) or regressed by a numer
 
     model = build(ModelConfig(...))          # fresh (from scratch or local pretrained towers)
     model.save("models/x", card={...})       # config.json, model.safetensors, vocab, card
-    model = load("models/x")                 # any reconstructor (IG-LLM or the baseline)
+    model = load("models/x")                 # an IG-LLM directory (any kind: igllm_ros.model_kinds.load)
     model.reconstruct([rgb, ...])            # -> [igllm_ros.reconstruction.Reconstruction]
 """
 from __future__ import annotations
 
-from igllm_ros.model.checkpoint import ModelLoadError, load
+from igllm_ros.model.loading import load
 from igllm_ros.model.config import LLMConfig, LoraConfig, ModelConfig, VisionConfig, tiny_test_config
 from igllm_ros.model.igllm import IGLLM, build
+from igllm_ros.reconstruction import ModelLoadError
 
 __all__ = [
     "IGLLM",

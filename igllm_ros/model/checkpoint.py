@@ -16,24 +16,16 @@ those directories (named in config.json), which must then exist at load time.
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import torch
 
-from igllm_ros.model_files import card_markdown, state_mismatch
-
 from igllm_ros.model.config import KIND, ModelConfig
+from igllm_ros.model_files import card_markdown, state_mismatch
+from igllm_ros.reconstruction import CARD_FILE, CARD_JSON, CONFIG_FILE, WEIGHTS_FILE, ModelLoadError
+from igllm_ros.strict_json import json_ready
 
 FORMAT = 1
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
-CARD_FILE = "card.md"
-CARD_JSON = "card.json"
-
-
-class ModelLoadError(Exception):
-    """A model directory cannot be loaded; the message says what and where."""
 
 
 def save(model, directory, card: dict | None = None) -> None:
@@ -59,11 +51,11 @@ def save(model, directory, card: dict | None = None) -> None:
     save_file(state, str(directory / WEIGHTS_FILE), metadata={"kind": KIND, "format": str(FORMAT)})
     config = model.config.to_dict()
     config["format"] = FORMAT
-    config["hf_vision_config"] = model.vision.config.to_dict()
+    config["hf_vision_config"] = vision_saved_config(model)
     config["hf_llm_config"] = towers.llm_hf_config(model.llm)
     (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
     model.codec.save(directory)
-    card = _clean(dict(card or {}))
+    card = json_ready(dict(card or {}))
     card_doc = {"name": model.name, "parameters": model.num_parameters(), **card}
     (directory / CARD_JSON).write_text(json.dumps(card_doc, indent=2) + "\n")
     (directory / CARD_FILE).write_text(_card_markdown(model, card))
@@ -75,7 +67,7 @@ def referenced_names(model) -> set[str]:
     if model.config.save_frozen:
         return set()
     towers_from_pretrained = []
-    if model.config.vision.pretrained_path is not None:
+    if model.config.vision.loads_pretrained:
         towers_from_pretrained.append("vision.")
     if model.config.llm.pretrained_path is not None:
         towers_from_pretrained.append("llm.")
@@ -86,27 +78,14 @@ def referenced_names(model) -> set[str]:
     } if towers_from_pretrained else set()
 
 
-def _clean(value):
-    """JSON-safe card values (NaN and infinities become null)."""
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    return str(value)
-
-
 def _card_markdown(model, card: dict) -> str:
     c = model.config
     llm = c.llm.pretrained_path or f"Llama from scratch ({c.llm.layers} layers, hidden {c.llm.hidden})"
-    vision = c.vision.pretrained_path or f"CLIP from scratch ({c.vision.layers} layers, hidden {c.vision.hidden}, patch {c.vision.patch})"
+    vision = c.vision.describe()
     lines = [
         f"# {model.name}",
         "",
-        "IG-LLM (Kulits et al. 2024): a CLIP vision tower, a projector and a causal LLM that",
+        "IG-LLM (Kulits et al. 2024): a vision tower, a projector and a causal LLM that",
         "writes the scene program (docs/scene_language.md). See docs/model.md.",
         "",
         f"- numbers: {c.numbers}{' with value feedback' if c.value_feedback else ''}",
@@ -120,90 +99,28 @@ def _card_markdown(model, card: dict) -> str:
     return card_markdown(lines, card)
 
 
-def load(path, device="cpu", dtype=torch.float32):
-    """A checkpoint directory -> a model in eval mode on `device`. Directories of kind
-    "detr_baseline" load through igllm_ros.baseline."""
-    directory = Path(path)
-    if not directory.is_dir():
-        raise ModelLoadError(f"model directory {str(directory)!r} does not exist")
-    config_path = directory / CONFIG_FILE
-    if not config_path.is_file():
-        raise ModelLoadError(f"model directory {str(directory)!r} has no {CONFIG_FILE}")
-    try:
-        raw = json.loads(config_path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ModelLoadError(f"{str(config_path)!r} is not readable JSON: {err}") from err
-    if not isinstance(raw, dict):
-        raise ModelLoadError(f"{str(config_path)!r} does not hold a JSON object")
-    kind = raw.get("kind")
-    if kind == "detr_baseline":
-        from igllm_ros import baseline
+# The vision tower's part of a checkpoint: the tower registry's description of its kind
+# and architecture (igllm_ros.model.vision), rebuilt from it, or from the pretrained
+# weights again with save_frozen: false. Older checkpoints hold a bare CLIP config.
+def vision_saved_config(model) -> dict:
+    from igllm_ros.model import vision
 
-        return baseline.load(directory, device=device, dtype=dtype)
-    if kind != KIND:
-        raise ModelLoadError(f"{str(config_path)!r} has kind {kind!r}; expected {KIND!r} or 'detr_baseline'")
-    return _load_igllm(directory, raw, device, dtype)
+    return vision.saved_config(model.vision)
 
 
-def _load_igllm(directory: Path, raw: dict, device, dtype):
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
+def vision_from_saved(saved: dict, config: ModelConfig):
+    from igllm_ros.model import vision
 
-    from igllm_ros.model import towers
-    from igllm_ros.model.igllm import IGLLM
-    from igllm_ros.model.vocab import TOKENIZER_DIR, VOCAB_FILE, DomainVocab, TokenizerCodec
-
-    config_path, weights_path = directory / CONFIG_FILE, directory / WEIGHTS_FILE
-    raw = dict(raw)
-    if raw.pop("format", None) != FORMAT:
-        raise ModelLoadError(f"{str(config_path)!r}: unknown checkpoint format; expected {FORMAT}")
-    hf_vision, hf_llm = raw.pop("hf_vision_config", None), raw.pop("hf_llm_config", None)
-    if not isinstance(hf_vision, dict) or not isinstance(hf_llm, dict):
-        raise ModelLoadError(f"{str(config_path)!r} lacks the towers' transformers configs (hf_vision_config, hf_llm_config)")
-    try:
-        config = ModelConfig.from_dict(raw)
-    except (TypeError, ValueError) as err:
-        raise ModelLoadError(f"{str(config_path)!r} is not a valid IG-LLM config: {err}") from err
-    if not weights_path.is_file():
-        raise ModelLoadError(f"model directory {str(directory)!r} has no {WEIGHTS_FILE}")
-    try:
-        if config.llm.pretrained_path is None:
-            if not (directory / VOCAB_FILE).is_file():
-                raise ModelLoadError(f"model directory {str(directory)!r} has no {VOCAB_FILE}")
-            codec = DomainVocab.load(directory)
-        else:
-            if not (directory / TOKENIZER_DIR).is_dir():
-                raise ModelLoadError(f"model directory {str(directory)!r} has no {TOKENIZER_DIR}/")
-            codec = TokenizerCodec.load(directory)
-    except (OSError, ValueError, json.JSONDecodeError) as err:
-        raise ModelLoadError(f"cannot read the tokenizer of {str(directory)!r}: {err}") from err
-    if config.save_frozen:
-        try:
-            vision = towers.vision_from_hf_config(hf_vision)
-            llm = towers.llm_from_hf_config(hf_llm, config.lora)
-            model = IGLLM(config, vision, llm, codec)
-        except (TypeError, ValueError, KeyError) as err:
-            raise ModelLoadError(f"{str(config_path)!r}: cannot build the model: {err}") from err
-    else:
-        # The frozen pretrained weights come from the towers' directories again.
-        try:
-            model = IGLLM(config, towers.build_vision(config), towers.build_llm(config, codec), codec)
-        except (OSError, TypeError, ValueError, KeyError) as err:
-            raise ModelLoadError(
-                f"{str(directory)!r} was saved without its frozen pretrained weights (save_frozen: false) and "
-                f"they cannot be loaded from the pretrained directories in its config: {err}"
-            ) from err
-    try:
-        state = load_file(str(weights_path))
-    except (SafetensorError, OSError, ValueError) as err:
-        raise ModelLoadError(f"{str(weights_path)!r} is not a readable safetensors file: {err}") from err
-    _check_state(model, state, weights_path, config_path)
-    with torch.no_grad():
-        model.load_state_dict(state, strict=False)
-    return model.to(device=device, dtype=dtype).eval()
+    return vision.tower_from_saved(saved if "kind" in saved else vision.legacy_saved(saved), config)
 
 
-def _check_state(model, state: dict, weights_path: Path, config_path: Path) -> None:
+def vision_from_pretrained(config: ModelConfig):
+    from igllm_ros.model import vision
+
+    return vision.build_tower(config)
+
+
+def check_state(model, state: dict, weights_path: Path, config_path: Path) -> None:
     referenced = referenced_names(model)
     expected = {k: v for k, v in model.state_dict().items() if k not in referenced}
     # Tied weights are stored once, under whichever name came first.

@@ -27,7 +27,7 @@ from igllm_ros.reconstruction import Reconstruction
 
 @torch.no_grad()
 def reconstruct(model, images: list[np.ndarray], max_objects: int = world.MAX_OBJECTS, skip_forced: bool = True) -> list[Reconstruction]:
-    from igllm_ros.model_files import resize_rgb
+    from igllm_ros.images import resize_rgb
 
     if isinstance(images, np.ndarray) and images.ndim == 3:
         raise ValueError("reconstruct takes a list of images; wrap a single image in a list")

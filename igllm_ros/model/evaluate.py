@@ -3,7 +3,7 @@
     igllm-eval --model models/igllm-tiny-float --data data/val_id [--count N] [--out DIR]
     igllm-eval --model models/igllm-tiny-float --data generator:val_cogent_b --count 200
 
-Works for every reconstructor igllm_ros.model.load returns (IG-LLM and the baseline).
+Works for every model kind igllm_ros.model_kinds.load reads (IG-LLM and the baseline).
 Writes DIR/metrics.json and DIR/grid.png: inputs beside re-rendered reconstructions for
 the worst and the best scenes (ranked by per-scene AP, then location error).
 `evaluate_model` and `run_evaluation` are the library entry points (training's validation
@@ -285,13 +285,13 @@ def _run(args) -> int:
 
 
 def _load_model(path: Path, device, dtype):
-    from igllm_ros.model import ModelLoadError, load
+    from igllm_ros import model_kinds
 
     if not path.exists():
         raise EvalError(f"model directory {str(path)!r} does not exist")
     try:
-        return load(str(path), device=str(device), dtype=dtype)
-    except ModelLoadError as err:
+        return model_kinds.load(path, device=str(device), dtype=dtype)
+    except model_kinds.ModelLoadError as err:
         raise EvalError(f"cannot load model {str(path)!r}: {err}") from err
 
 

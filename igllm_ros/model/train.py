@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from igllm_ros import model_kinds
 from igllm_ros.model.training import checkpoint as ckpt
 from igllm_ros.model.training.data import collate_fn, load_samples, to_device, train_batches
 from igllm_ros.model.training.log import JsonlLog, plot_curves
@@ -32,19 +33,6 @@ from igllm_ros.model.training.schedule import apply_lr, lr_factor
 
 class TrainError(RuntimeError):
     """Training cannot start or go on; the message says why."""
-
-
-def build_model(model_section: dict):
-    """A fresh model from a preset's `model:` section (kind igllm or detr_baseline)."""
-    kind = model_section.get("kind", "igllm")
-    if kind == "detr_baseline":
-        from igllm_ros import baseline
-
-        return baseline.build(dict(model_section))
-    from igllm_ros.model import ModelConfig, build
-
-    # `pretrained_path: package:NAME` is resolved by the model (igllm_ros.model.towers).
-    return build(ModelConfig.from_dict({k: v for k, v in model_section.items() if k != "kind"}))
 
 
 def seed_everything(seed: int) -> None:
@@ -116,7 +104,7 @@ def train(preset: Preset, out: str | Path, resume: bool = False, stop_at: int | 
 
     seed_everything(cfg["seed"])
     try:
-        model = build_model(preset.model)
+        model = model_kinds.build(preset.model)
     except (ValueError, KeyError) as err:
         raise TrainError(f"preset {preset.name}: cannot build the model from `model:`: {err}") from err
     try:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import yaml
 
+from igllm_ros import model_kinds
 from igllm_ros.model.training.data_spec import DataSpec
 
 TRAIN_DEFAULTS = {
@@ -48,7 +49,7 @@ class PresetError(ValueError):
 @dataclass
 class Preset:
     name: str  # the preset file's stem, e.g. "tiny"
-    model: dict  # passed to the model builder (model.kind selects IG-LLM or the baseline)
+    model: dict  # passed to igllm_ros.model_kinds.build (model.kind selects the kind)
     train: dict  # TRAIN_DEFAULTS filled in and type-checked
     train_data: DataSpec
     val_data: DataSpec | None
@@ -56,7 +57,7 @@ class Preset:
 
     @property
     def kind(self) -> str:
-        return self.model.get("kind", "igllm")
+        return model_kinds.kind_of(self.model)
 
 
 def load_preset(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Preset:
@@ -83,9 +84,10 @@ def preset_from_dict(raw: dict, name: str = "preset") -> Preset:
     model = raw.get("model") or {}
     if not isinstance(model, dict):
         raise PresetError(f"preset {name}: `model:` must be a mapping")
-    kind = model.get("kind", "igllm")
-    if kind not in ("igllm", "detr_baseline"):
-        raise PresetError(f"preset {name}: model.kind {kind!r}; expected igllm or detr_baseline")
+    try:
+        model_kinds.kind_of(model)
+    except ValueError as err:
+        raise PresetError(f"preset {name}: {err}") from err
     train = _check_train(raw.get("train") or {}, name)
     data = raw.get("data") or {}
     if not isinstance(data, dict) or "train" not in data:
