@@ -1,0 +1,278 @@
+"""An independent renderer: Blender Cycles with CLEVR's look, through a persistent worker.
+
+bpy (Blender as a Python module) needs Python 3.11 and numpy < 2, so it lives in its own
+environment, .venv-cycles, which ensure_environment() creates on first use from
+requirements-cycles.txt (scripts/setup_cycles_env.sh). CyclesRenderer starts one worker
+process in it (cycles_worker.py) and sends it each scene as plain JSON: the worker never
+imports igllm_ros. Camera pose, intrinsics and pixel convention are this package's (the
+same Scene renders to the same pixels as igllm_ros.data.render; test_data_cycles checks
+the instance masks agree).
+
+    r = CyclesRenderer(320, 240)
+    rgb = r.render_rgb(scene)    # (H, W, 3) uint8
+    mask = r.render_mask(scene)  # (H, W) int16: -1 background, i = index into scene.objects
+    r.release()
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import select
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from igllm_ros import world
+from igllm_ros.scene import Scene, intrinsics
+
+ROOT = Path(__file__).resolve().parents[2]
+SETUP_SCRIPT = ROOT / "scripts" / "setup_cycles_env.sh"
+REQUIREMENTS = ROOT / "requirements-cycles.txt"
+WORKER = Path(__file__).with_name("cycles_worker.py")
+STARTUP_TIMEOUT_S = 180.0  # importing bpy and building the stage: seconds, slower when loaded
+RENDER_TIMEOUT_S = 600.0
+DEFAULT_SAMPLES = 16  # + OpenImageDenoise: within 0.3/255 mean of 128 samples (docs/cycles.md)
+
+
+class CyclesUnavailable(RuntimeError):
+    """The Blender Cycles environment could not be created or started on this machine."""
+
+
+class CyclesWorkerError(RuntimeError):
+    """The worker failed a request or died."""
+
+
+def venv_dir() -> Path:
+    return Path(os.environ.get("IGLLM_CYCLES_VENV", ROOT / ".venv-cycles"))
+
+
+def _inputs_stamp() -> str:
+    """What scripts/setup_cycles_env.sh stamps: sha256 of its requirements and itself."""
+    return hashlib.sha256(REQUIREMENTS.read_bytes() + SETUP_SCRIPT.read_bytes()).hexdigest()
+
+
+def environment_ready() -> bool:
+    venv = venv_dir()
+    stamp = venv / ".igllm-cycles-stamp"
+    return (venv / "bin" / "python").exists() and stamp.exists() and stamp.read_text().strip() == _inputs_stamp()
+
+
+def ensure_environment() -> Path:
+    """The Cycles environment's Python, creating the environment first if needed (minutes)."""
+    if not environment_ready():
+        print(
+            f"[igllm_ros.data.cycles] setting up the Blender Cycles environment in {venv_dir()} "
+            "(first use: downloads bpy, ~520 MB)",
+            file=sys.stderr,
+            flush=True,
+        )
+        # The script's own output (pip's progress bar) goes to our stderr.
+        done = subprocess.run(["bash", str(SETUP_SCRIPT)], stdout=sys.stderr, stderr=sys.stderr, check=False)
+        if done.returncode != 0 or not environment_ready():
+            raise CyclesUnavailable(
+                f"could not create the Blender Cycles environment (scripts/setup_cycles_env.sh exited "
+                f"{done.returncode}); see its output above"
+            )
+    return venv_dir() / "bin" / "python"
+
+
+def scene_description(scene: Scene, width: int, height: int, light_jitter_seed: int | None = None) -> dict:
+    """The minimal, JSON-ready scene the worker renders: all geometry comes from here."""
+    k = intrinsics(width, height)
+    rot, t = scene.camera.table_from_optical()
+    objects = []
+    for i, obj in enumerate(scene.objects):
+        if obj.color not in world.COLORS_RGB:
+            raise ValueError(f"object {i}: unknown color {obj.color!r}; expected one of {world.COLORS}")
+        if obj.material not in world.MATERIALS:
+            raise ValueError(f"object {i}: unknown material {obj.material!r}; expected one of {world.MATERIALS}")
+        objects.append(
+            {
+                "shape": obj.shape,
+                "dimensions": list(world.dimensions(obj.shape, obj.size)),  # raises on unknown shape/size
+                "material": obj.material,
+                "rgb": list(world.COLORS_RGB[obj.color]),
+                "location": [float(v) for v in obj.loc],
+                "yaw_deg": float(obj.rotation) if obj.shape == "cube" else 0.0,  # as the moderngl renderer
+            }
+        )
+    return {
+        "width": width,
+        "height": height,
+        "intrinsics": [k[0, 0], k[1, 1], k[0, 2], k[1, 2]],
+        "camera": {"position": t.tolist(), "table_from_optical": rot.tolist()},
+        "objects": objects,
+        "light_jitter_seed": light_jitter_seed,
+    }
+
+
+class _Worker:
+    """One Blender process: JSON requests on its stdin, replies on a pipe of their own."""
+
+    def __init__(self, python: Path, threads: int):
+        self.tmp = tempfile.TemporaryDirectory(prefix="igllm-cycles-")
+        self.log_path = Path(self.tmp.name) / "worker.log"
+        read_fd, write_fd = os.pipe()
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                # -I: not the script's folder on sys.path, where our cycles.py would shadow
+                # Blender's own "cycles" add-on; nor PYTHONPATH or the user's site-packages.
+                [str(python), "-I", str(WORKER), "--reply-fd", str(write_fd), "--threads", str(threads)],
+                stdin=subprocess.PIPE,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                pass_fds=(write_fd,),
+                cwd=self.tmp.name,
+            )
+        os.close(write_fd)
+        self._replies = os.fdopen(read_fd, "r")
+        self.users = 0
+        try:
+            self.blender = self._read_reply(STARTUP_TIMEOUT_S, "starting")["blender"]
+        except CyclesWorkerError as err:
+            self.stop()
+            raise CyclesUnavailable(str(err)) from err
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def request(self, payload: dict, timeout_s: float) -> dict:
+        if not self.alive():
+            raise CyclesWorkerError(self._death_message("before the request"))
+        try:
+            self.process.stdin.write((json.dumps(payload) + "\n").encode())
+            self.process.stdin.flush()
+        except (BrokenPipeError, OSError) as err:
+            raise CyclesWorkerError(self._death_message(f"while sending ({err})")) from err
+        reply = self._read_reply(timeout_s, payload.get("kind", payload.get("cmd")))
+        if not reply.get("ok"):
+            raise CyclesWorkerError(f"Cycles worker failed: {reply.get('error')}\n{reply.get('trace', '')}")
+        return reply
+
+    def _read_reply(self, timeout_s: float, what: str) -> dict:
+        ready, _, _ = select.select([self._replies], [], [], timeout_s)
+        if not ready:
+            self.stop()
+            raise CyclesWorkerError(f"Cycles worker gave no reply within {timeout_s:.0f} s ({what}); stopped it")
+        line = self._replies.readline()
+        if not line:
+            self.process.wait(timeout=10)
+            raise CyclesWorkerError(self._death_message(f"while {what}"))
+        return json.loads(line)
+
+    def _death_message(self, when: str) -> str:
+        tail = self.log_path.read_text(errors="replace")[-1500:] if self.log_path.exists() else ""
+        return f"Cycles worker exited (code {self.process.poll()}) {when}; last output:\n{tail}"
+
+    def stop(self) -> None:
+        if self.alive():
+            try:
+                self.process.stdin.write(b'{"cmd": "quit"}\n')
+                self.process.stdin.flush()
+                self.process.wait(timeout=10)
+            except (OSError, subprocess.TimeoutExpired):
+                self.process.kill()
+                self.process.wait()
+        for stream in (self.process.stdin, self._replies):
+            try:
+                stream.close()
+            except OSError:
+                pass
+        self.tmp.cleanup()
+
+
+_shared: _Worker | None = None  # one worker per process: renderers of any size share it
+
+
+def _acquire_worker(threads: int) -> _Worker:
+    global _shared
+    if _shared is None or not _shared.alive():
+        if _shared is not None:
+            _shared.stop()
+        _shared = _Worker(ensure_environment(), threads)
+    _shared.users += 1
+    return _shared
+
+
+def _release_worker(worker: _Worker) -> None:
+    global _shared
+    worker.users -= 1
+    if worker.users <= 0:
+        worker.stop()
+        if _shared is worker:
+            _shared = None
+
+
+class CyclesRenderer:
+    """Renders a Scene with Blender Cycles in CLEVR's look; masks follow render.py's convention.
+
+    samples: Cycles path samples per pixel for RGB (adaptive, then OpenImageDenoise).
+    threads: CPU threads Cycles uses (default: every core).
+    private_worker: a Blender process of its own instead of the one renderers share.
+    """
+
+    def __init__(self, width: int = world.IMAGE_WIDTH, height: int = world.IMAGE_HEIGHT,
+                 samples: int = DEFAULT_SAMPLES, denoise: bool = True, threads: int | None = None,
+                 private_worker: bool = False):
+        if int(width) <= 0 or int(height) <= 0:
+            raise ValueError(f"image size must be positive, got {width}x{height}")
+        if int(samples) <= 0:
+            raise ValueError(f"samples must be positive, got {samples}")
+        self.width, self.height = int(width), int(height)
+        self.samples, self.denoise = int(samples), bool(denoise)
+        threads = threads or os.cpu_count() or 1
+        if private_worker:
+            self._worker = _Worker(ensure_environment(), threads)
+            self._worker.users = 1
+        else:
+            self._worker = _acquire_worker(threads)
+        self.last_seconds = 0.0  # the worker's time for the latest render (Cycles itself)
+
+    @property
+    def blender_version(self) -> str:
+        return self._worker.blender
+
+    def render_rgb(self, scene: Scene, light_jitter_seed: int | None = None) -> np.ndarray:
+        """(H, W, 3) uint8. light_jitter_seed: None for CLEVR's nominal lamps, else CLEVR's
+        +-1 unit jitter of the key, fill and back lamps, drawn from this seed."""
+        return np.asarray(self._render(scene, "rgb", light_jitter_seed).convert("RGB"), dtype=np.uint8)
+
+    def render_mask(self, scene: Scene) -> np.ndarray:
+        """(H, W) int16: the object whose surface covers each pixel centre, -1 for none."""
+        index = np.asarray(self._render(scene, "mask", None), dtype=np.int16)
+        return index - 1
+
+    def _render(self, scene: Scene, kind: str, light_jitter_seed) -> Image.Image:
+        if self._worker is None:
+            raise RuntimeError("this CyclesRenderer was released")
+        desc = scene_description(scene, self.width, self.height, light_jitter_seed)
+        out = Path(self._worker.tmp.name) / f"{kind}.png"
+        out.unlink(missing_ok=True)
+        start = time.perf_counter()
+        reply = self._worker.request(
+            {"cmd": "render", "kind": kind, "out": str(out), "scene": desc, "samples": self.samples, "denoise": self.denoise},
+            RENDER_TIMEOUT_S,
+        )
+        self.last_seconds = float(reply.get("seconds", time.perf_counter() - start))
+        with Image.open(out) as image:
+            image.load()
+        if image.size != (self.width, self.height):
+            raise CyclesWorkerError(f"worker wrote a {image.size} image, expected {(self.width, self.height)}")
+        return image
+
+    def release(self) -> None:
+        if self._worker is not None:
+            _release_worker(self._worker)
+            self._worker = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.release()
