@@ -92,6 +92,9 @@ class ModelConfig:
     # which must then exist where the model is loaded (the paper preset's 7B LLM would
     # otherwise write 28 GB per checkpoint). True: fully self-contained checkpoints.
     save_frozen: bool = True
+    # A trained model directory whose tensors seed this model where names and shapes match
+    # (warm_start.py): e.g. a new vision tower under an already trained LLM. Fresh builds only.
+    init_from: str | None = None
     vision: VisionConfig = field(default_factory=VisionConfig)
     llm: LLMConfig = field(default_factory=LLMConfig)
     lora: LoraConfig | None = None

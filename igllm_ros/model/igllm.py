@@ -203,4 +203,10 @@ def build(config: ModelConfig) -> IGLLM:
 
     codec = towers.build_codec(config)
     llm = towers.build_llm(config, codec)
-    return IGLLM(config, build_tower(config), llm, codec)
+    model = IGLLM(config, build_tower(config), llm, codec)
+    if config.init_from:
+        from igllm_ros.model.warm_start import load_matching
+
+        copied, fresh = load_matching(model, towers.resolve_path(config.init_from))
+        print(f"igllm: {len(copied)} tensors from {config.init_from}, {len(fresh)} fresh", flush=True)
+    return model
