@@ -145,8 +145,7 @@ def resolve_models(names: list[str]) -> list[Entry]:
 
 
 def render_split(split: str, seed: int, size: tuple[int, int], count: int) -> list:
-    from igllm_ros.model.training.data import load_samples
-    from igllm_ros.model.training.data_spec import DataSpec
+    from igllm_ros.model.samples import DataSpec, load_samples
 
     return load_samples(DataSpec("generator", split=split, seed=seed, size=size), default_size=size, count=count)
 

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from igllm_ros.model.training.data_spec import DataSpec
+from igllm_ros.model.samples import DataSpec
 from igllm_ros.model.training.preset import TRAIN_DEFAULTS, PresetError, load_preset
 from igllm_ros.model.training.schedule import lr_factor
 

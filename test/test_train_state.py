@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from igllm_ros.model.training import checkpoint as ckpt
+from igllm_ros.model.training import state as ckpt
 from igllm_ros.model.training.data import EndlessShuffledSampler, generator_start, stream_seed
 from igllm_ros.model.training.log import JsonlLog, read_log
 

@@ -221,8 +221,7 @@ class EvalError(RuntimeError):
 def _run(args) -> int:
     import torch
 
-    from igllm_ros.model.training.data import load_samples
-    from igllm_ros.model.training.data_spec import DataSpec
+    from igllm_ros.model.samples import DataSpec, load_samples
     from igllm_ros.model.training.runtime import describe_device, resolve_device, resolve_dtype
 
     if args.count is not None and args.count < 1:

@@ -1,4 +1,5 @@
-"""Training batches and validation samples for the training loop and igllm-eval.
+"""Training batches: the endless stream the training loop reads (fixed sample lists for
+validation and evaluation are igllm_ros.model.samples).
 
 Training data is an endless stream of batches that can start anywhere, so that a resumed
 run sees exactly what an uninterrupted one would:
@@ -13,16 +14,13 @@ run sees exactly what an uninterrupted one would:
 from __future__ import annotations
 
 import functools
-import itertools
 from collections.abc import Iterator
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, Sampler
 
-from igllm_ros.model.training.data_spec import DataSpec
-
-DEFAULT_GENERATED_COUNT = 200  # validation scenes drawn from a generator when no count is given
+from igllm_ros.model.samples import DataSpec
 
 
 class EndlessShuffledSampler(Sampler):
@@ -92,30 +90,44 @@ def train_batches(
     default_size: tuple[int, int],
     pin_memory: bool = False,
 ) -> Iterator[dict]:
-    """An endless iterator of collated micro-batches, starting where a run left off."""
+    """An endless iterator of collated micro-batches, starting where a run left off: the
+    one dispatch from a data source to its stream."""
+    options = _loader_options(collate, batch_size, workers, seed, start_step, pin_memory)
+    if spec.source == "dataset":
+        return _dataset_batches(spec, seed, start_sample, options)
+    if spec.source == "generator":
+        start = generator_start(start_sample // batch_size, batch_size, workers)
+        return _generator_batches(spec, start, default_size, options)
+    raise ValueError(f"data source {spec.source!r} cannot stream training batches")
+
+
+def _loader_options(collate, batch_size: int, workers: int, seed: int, start_step: int, pin_memory: bool) -> dict:
     # A dedicated generator: the loader's own draws (worker base seeds) then depend on
     # (seed, step) only and never consume the global RNG that training restores on resume.
-    loader_rng = torch.Generator().manual_seed(stream_seed(seed, start_step))
-    common = dict(
+    options = dict(
         batch_size=batch_size,
         num_workers=workers,
         collate_fn=collate,
         pin_memory=pin_memory,
-        generator=loader_rng,
+        generator=torch.Generator().manual_seed(stream_seed(seed, start_step)),
         drop_last=True,
     )
     if workers > 0:
-        common.update(persistent_workers=False, prefetch_factor=4, worker_init_fn=_ignore_interrupts)
-    if spec.source == "dataset":
-        from igllm_ros.data.dataset import SceneDataset
+        options.update(persistent_workers=False, prefetch_factor=4, worker_init_fn=_ignore_interrupts)
+    return options
 
-        dataset = SceneDataset(spec.path)
-        sampler = EndlessShuffledSampler(len(dataset), seed, start=start_sample)
-        return iter(DataLoader(dataset, sampler=sampler, **common))
+
+def _dataset_batches(spec: DataSpec, seed: int, start_sample: int, options: dict) -> Iterator[dict]:
+    from igllm_ros.data.dataset import SceneDataset
+
+    dataset = SceneDataset(spec.path)
+    sampler = EndlessShuffledSampler(len(dataset), seed, start=start_sample)
+    return iter(DataLoader(dataset, sampler=sampler, **options))
+
+
+def _generator_batches(spec: DataSpec, start: int, default_size: tuple[int, int], options: dict) -> Iterator[dict]:
     width, height = spec.size or default_size
-    start = generator_start(start_sample // batch_size, batch_size, workers)
-    dataset = GeneratedSamples(spec.split, spec.seed, width, height, start=start)
-    return iter(DataLoader(dataset, **common))
+    return iter(DataLoader(GeneratedSamples(spec.split, spec.seed, width, height, start=start), **options))
 
 
 def _ignore_interrupts(worker_id: int) -> None:
@@ -124,27 +136,6 @@ def _ignore_interrupts(worker_id: int) -> None:
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def load_samples(spec: DataSpec, default_size: tuple[int, int], count: int | None = None) -> list:
-    """A fixed list of samples (validation, evaluation): the first `count` of a dataset,
-    or `count` scenes rendered from a generator (spec.count, else DEFAULT_GENERATED_COUNT)."""
-    count = count or spec.count
-    if spec.source == "dataset":
-        from igllm_ros.data.dataset import SceneDataset
-
-        dataset = SceneDataset(spec.path)
-        return [dataset[i] for i in range(min(len(dataset), count or len(dataset)))]
-    from igllm_ros.data.stream import generate_samples
-
-    width, height = spec.size or default_size
-    stream = generate_samples(spec.split, spec.seed, width, height)
-    try:
-        return list(itertools.islice(stream, count or DEFAULT_GENERATED_COUNT))
-    finally:
-        close = getattr(stream, "close", None)
-        if close:
-            close()  # lets the generator release its renderer now
 
 
 def to_device(batch, device: torch.device):

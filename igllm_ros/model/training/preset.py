@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 
 from igllm_ros import model_kinds
-from igllm_ros.model.training.data_spec import DataSpec
+from igllm_ros.model.samples import DataSpec
 
 TRAIN_DEFAULTS = {
     "seed": 0,

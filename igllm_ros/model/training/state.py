@@ -1,4 +1,5 @@
-"""Training checkpoints: safetensors + JSON, no pickle, swapped in atomically.
+"""Training state (what resuming needs) in a checkpoint: safetensors + JSON, no pickle,
+swapped in atomically.
 
 `<out>/checkpoint/` is a loadable model directory (model.save: config, weights, card) with
 a `trainer/` folder beside the model files holding what resuming needs:
