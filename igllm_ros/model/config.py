@@ -95,6 +95,9 @@ class ModelConfig:
     # A trained model directory whose tensors seed this model where names and shapes match
     # (warm_start.py): e.g. a new vision tower under an already trained LLM. Fresh builds only.
     init_from: str | None = None
+    # The camera poses the model reads (fields.py): "nominal" (the pinned camera, jittered)
+    # or "robot" (world.py's robot ranges). It sets the camera numbers' range.
+    camera_range: str = "nominal"
     vision: VisionConfig = field(default_factory=VisionConfig)
     llm: LLMConfig = field(default_factory=LLMConfig)
     lora: LoraConfig | None = None
@@ -113,6 +116,8 @@ class ModelConfig:
             raise ValueError(f"model.attribute_tokens is {self.attribute_tokens!r}; expected one of {ATTRIBUTE_TOKENS}")
         if self.attribute_tokens == "joint" and self.llm.pretrained_path is not None:
             raise ValueError("model.attribute_tokens: joint needs the domain vocabulary (no model.llm.pretrained_path); use separate")
+        if self.camera_range not in ("nominal", "robot"):
+            raise ValueError(f"model.camera_range is {self.camera_range!r}; expected nominal or robot")
         if self.value_feedback and self.numbers != "float":
             raise ValueError("model.value_feedback needs model.numbers: float")
         v = self.vision

@@ -29,7 +29,7 @@ import numpy as np
 
 from igllm_ros import program, world
 from igllm_ros.model import vocab as V
-from igllm_ros.model.fields import CAMERA_FIELDS, FIELDS, OBJECT_LOC_FIELDS, canonical_rotation
+from igllm_ros.model.fields import CAMERA_FIELDS, OBJECT_LOC_FIELDS, canonical_rotation, number_fields
 from igllm_ros.scene import Camera, Scene, SceneObject, intrinsics, project
 
 END = "<end>"  # the option text of "no more objects" (the end-of-sequence token)
@@ -80,13 +80,14 @@ class Segment:
 class Grammar:
     """All tries of the scene language for one codec, number mode and attribute tokens."""
 
-    def __init__(self, codec, numbers: str, attribute_tokens: str = "separate"):
+    def __init__(self, codec, numbers: str, attribute_tokens: str = "separate", camera_range: str = "nominal"):
         if numbers not in ("char", "float"):
             raise ValueError(f"numbers must be 'char' or 'float', got {numbers!r}")
         if attribute_tokens not in ("separate", "joint"):
             raise ValueError(f"attribute_tokens must be 'separate' or 'joint', got {attribute_tokens!r}")
         self.codec = codec
         self.numbers = numbers
+        self.fields = number_fields(camera_range)  # bounds and normalisation of every number
         self.joint = attribute_tokens == "joint"
         self.num_id = codec.num_id
         self.eos_id = codec.eos_id
@@ -107,9 +108,9 @@ class Grammar:
             for name in program.ATTRIBUTE_FIELDS
         }
         if numbers == "float":
-            self.number = {f: Segment("number", f, Trie(f, {V.NUM_TOKEN: (codec.num_id,)})) for f in FIELDS}
+            self.number = {f: Segment("number", f, Trie(f, {V.NUM_TOKEN: (codec.num_id,)})) for f in self.fields}
         else:
-            self.number = {f: Segment("number", f, Trie(f, {t: enc(t) for t in spec.all_texts()})) for f, spec in FIELDS.items()}
+            self.number = {f: Segment("number", f, Trie(f, {t: enc(t) for t in spec.all_texts()})) for f, spec in self.fields.items()}
         self.rotation_zero = Segment("fixed", "rotation", Trie("rotation_zero", {ROTATION_ZERO: enc(ROTATION_ZERO)}))
 
     def camera_segments(self) -> list[Segment]:
@@ -242,7 +243,7 @@ class Cursor:
             if c.option == END:
                 continue
             if c.segment.kind == "number" and self.grammar.numbers == "float":
-                parts.append(_number_text(c.segment.name, c.value, self._shape_of(c)))
+                parts.append(_number_text(self.grammar.fields[c.segment.name], c.value, self._shape_of(c)))
             else:
                 parts.append(c.option)
         return "".join(parts)
@@ -272,11 +273,10 @@ class Cursor:
         return result
 
 
-def _number_text(field_name: str, value: float | None, shape: str | None) -> str:
-    spec = FIELDS[field_name]
+def _number_text(spec, value: float | None, shape: str | None) -> str:
     if value is None:
-        raise ValueError(f"number {field_name} has no value")
-    if field_name == "rotation":
+        raise ValueError(f"number {spec.name} has no value")
+    if spec.name == "rotation":
         value = canonical_rotation(shape or "", value)
     return spec.text(value)
 
@@ -338,7 +338,7 @@ def encode_scene(grammar: Grammar, scene: Scene) -> EncodedProgram:
             value = camera_values[name] if name in CAMERA_FIELDS else (
                 current.rotation if name == "rotation" else current.loc[OBJECT_LOC_FIELDS.index(name)]
             )
-            spec = FIELDS[name]
+            spec = grammar.fields[name]
             if not spec.contains(value):
                 raise ValueError(f"scene value {name}={value} is outside the program's range [{spec.lo}, {spec.hi}]")
             option = V.NUM_TOKEN if grammar.numbers == "float" else spec.text(value)
@@ -349,5 +349,5 @@ def encode_scene(grammar: Grammar, scene: Scene) -> EncodedProgram:
             cursor.feed(token)
             tokens.append(token)
             is_num = token == grammar.num_id and grammar.numbers == "float"
-            values.append(FIELDS[segment.name].normalise(value) if is_num else 0.0)
+            values.append(grammar.fields[segment.name].normalise(value) if is_num else 0.0)
     return EncodedProgram(np.asarray(tokens, dtype=np.int64), np.asarray(values, dtype=np.float32))

@@ -39,7 +39,7 @@ class IGLLM(nn.Module):
         self.name = config.name
         self.input_size = tuple(config.input_size)
         self.codec = codec
-        self.grammar = Grammar(codec, config.numbers, config.attribute_tokens)
+        self.grammar = Grammar(codec, config.numbers, config.attribute_tokens, config.camera_range)
         self.vision = vision
         self.llm = llm
         grid_w, grid_h = vision.grid(self.input_size)
