@@ -90,3 +90,42 @@ def canonical_rotation(shape: str, yaw_deg: float) -> float:
         return 0.0
     snapped = round(world.canonical_yaw_deg(shape, yaw_deg), _R)
     return round(world.canonical_yaw_deg(shape, snapped), _R)
+
+
+# ---- camera ranges -----------------------------------------------------------------------
+# A model is trained for one camera range (ModelConfig.camera_range): "nominal", the pinned
+# camera jittered per coordinate (the fields above), or "robot", any camera of the robot
+# ranges in world.py (distance, elevation, azimuth around the nominal one) and the nominal
+# box too. The range sets the camera numbers' bounds and normalisation, so it is part of a
+# model's definition: models trained before it existed are "nominal".
+CAMERA_RANGES = ("nominal", "robot")
+
+
+def _robot_camera_box() -> tuple[tuple[float, float], ...]:
+    d_lo, d_hi = world.ROBOT_CAMERA_DISTANCE_M
+    e_lo, e_hi = world.ROBOT_CAMERA_ELEVATION_DEG
+    az0, half = world.nominal_camera_azimuth_deg(), world.ROBOT_CAMERA_AZIMUTH_HALF_RANGE_DEG
+    points = []
+    for d in (d_lo, d_hi):
+        for k in range(41):  # the box of a spherical patch: its extremes lie on the boundary
+            e = math.radians(e_lo + (e_hi - e_lo) * k / 40)
+            for j in range(41):
+                a = math.radians(az0 - half + 2 * half * j / 40)
+                points.append((d * math.cos(e) * math.cos(a), d * math.cos(e) * math.sin(a), d * math.sin(e)))
+    box = []
+    for axis in range(3):
+        values = [p[axis] for p in points] + [_C[axis] - _J, _C[axis] + _J]
+        box.append((min(values), max(values)))
+    return tuple(box)
+
+
+def number_fields(camera_range: str = "nominal") -> dict[str, NumberField]:
+    """The number fields of a model trained for `camera_range`."""
+    if camera_range == "nominal":
+        return FIELDS
+    if camera_range != "robot":
+        raise ValueError(f"camera_range is {camera_range!r}; expected one of {CAMERA_RANGES}")
+    fields = dict(FIELDS)
+    for name, (lo, hi) in zip(CAMERA_FIELDS, _robot_camera_box()):
+        fields[name] = _field(name, _L, lo, hi, (lo + hi) / 2.0, (hi - lo) / 2.0)
+    return fields
