@@ -29,5 +29,14 @@ bench-node: setup
 bench-accuracy: setup
 	@$(ENV) python bench/bench_accuracy.py
 
+.PHONY: cycles-env bench-cycles
+# The Blender Cycles environment (.venv-cycles; ~40 s, a 520 MB download on first use).
+cycles-env:
+	@bash scripts/setup_cycles_env.sh
+
+# Cycles next to moderngl: seconds per image, mask agreement, docs/figures/cycles_val.png.
+bench-cycles: setup cycles-env
+	@$(ENV) python -m igllm_ros.data.cycles_sheet --out docs/figures/cycles_val.png
+
 clean:
 	rm -rf build install log out

@@ -153,3 +153,11 @@ def test_a_dead_worker_gives_a_clean_error_and_a_new_renderer_recovers(cycles_en
     r.release()
     with cycles.CyclesRenderer(64, 48, samples=1, private_worker=True) as again:
         assert (again.render_mask(scene) == 0).sum() > 20
+
+
+def test_a_missing_environment_without_auto_setup_says_how_to_create_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("IGLLM_CYCLES_VENV", str(tmp_path / "no-env"))
+    monkeypatch.setenv("IGLLM_CYCLES_AUTO_SETUP", "0")
+    assert not cycles.environment_ready()
+    with pytest.raises(cycles.CyclesUnavailable, match="make cycles-env"):
+        cycles.CyclesRenderer(32, 24, private_worker=True)

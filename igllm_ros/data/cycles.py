@@ -64,8 +64,17 @@ def environment_ready() -> bool:
 
 
 def ensure_environment() -> Path:
-    """The Cycles environment's Python, creating the environment first if needed (minutes)."""
+    """The Cycles environment's Python, creating the environment first if needed (~1.5 min).
+
+    IGLLM_CYCLES_AUTO_SETUP=0 turns the creation off (e.g. CI without the download): then a
+    missing environment raises CyclesUnavailable instead.
+    """
     if not environment_ready():
+        if os.environ.get("IGLLM_CYCLES_AUTO_SETUP", "1") == "0":
+            raise CyclesUnavailable(
+                f"no Blender Cycles environment in {venv_dir()} and IGLLM_CYCLES_AUTO_SETUP=0; "
+                "create it with `make cycles-env` (bash scripts/setup_cycles_env.sh)"
+            )
         print(
             f"[igllm_ros.data.cycles] setting up the Blender Cycles environment in {venv_dir()} "
             "(first use: downloads bpy, ~520 MB)",
