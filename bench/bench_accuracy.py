@@ -8,8 +8,8 @@ Reproduces the paper's comparison (Kulits et al. 2024, tables 1-3) on this packa
 world: char vs float numbers (and float with value feedback) trained with one budget,
 the DETR-style baseline, and the shipped default. Each split's scenes are rendered once
 from the generator (generator:SPLIT, --seed, at the models' input size) and every model
-reads the same images. Metrics come from igllm_ros.model.evaluate (run_evaluation,
-TABLE_ROWS), decoding is batched on the CPU in float32. Prints one table (rows: model per
+reads the same images. Metrics come from igllm_ros.model.evaluate (run_evaluation) and
+are shown with igllm_ros.metrics (TABLE_ROWS, format_value), decoding is batched on the CPU in float32. Prints one table (rows: model per
 split) under a header with each model's training budget, writes OUT/results.json and,
 with --markdown, the same table as markdown.
 """
@@ -26,8 +26,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from igllm_ros.model.evaluate import TABLE_ROWS, format_value, json_ready  # noqa: E402
-from igllm_ros.reconstruction import CONFIG_FILE  # noqa: E402
+from igllm_ros.metrics import TABLE_ROWS, format_value  # noqa: E402
+from igllm_ros.reconstruction import CARD_FILE, CARD_JSON, CONFIG_FILE  # noqa: E402
+from igllm_ros.strict_json import json_ready  # noqa: E402
 
 SPLITS = ("val_id", "val_cogent_b", "val_param", "val_visual")
 
@@ -76,7 +77,7 @@ class Budget:
     @classmethod
     def read(cls, directory: Path) -> "Budget":
         fields = {}
-        card_json, card_md = directory / "card.json", directory / "card.md"
+        card_json, card_md = directory / CARD_JSON, directory / CARD_FILE
         if card_json.is_file():
             fields = json.loads(card_json.read_text())
         elif card_md.is_file():

@@ -1,10 +1,12 @@
 """Scene-reconstruction metrics, as in IG-LLM (Kulits et al. 2024) and CLEVR set prediction.
 
 Predicted objects are matched to true objects with the Hungarian algorithm on 3D distance
-(table frame, metres). Used by evaluation, benchmarks and the demo.
+(table frame, metres). Used by evaluation, benchmarks and the demo, which show them with
+TABLE_ROWS and format_value (the one way a metric is written in a table).
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -12,11 +14,10 @@ from scipy.optimize import linear_sum_assignment
 from scipy.spatial.distance import cdist
 
 from igllm_ros import world
-from igllm_ros.scene import Scene, SceneObject
+from igllm_ros.scene import ATTRIBUTE_NAMES, Scene, SceneObject
 
 # CLEVR's 1, 0.5, 0.25, 0.125 units in metres, then no distance limit.
 AP_THRESHOLDS_M = (0.05, 0.025, 0.0125, 0.00625, float("inf"))
-ATTRIBUTE_NAMES = ("shape", "color", "material", "size")
 
 
 def match(pred: Sequence[SceneObject], true: Sequence[SceneObject]) -> list[tuple[int, int]]:
@@ -119,3 +120,32 @@ def _area_under_pr(hits: np.ndarray, total_true: int) -> float:
 
 def _mean(values) -> float:
     return float(np.mean(values)) if len(values) else float("nan")
+
+
+# (metrics key, label, how to show it): the paper's table for one split.
+TABLE_ROWS = (
+    ("count_abs_error", "count abs error", "{:.3f}"),
+    ("count_exact", "count exact (%)", "pct"),
+    ("location_error_m", "L2 location error (mm)", "mm"),
+    ("acc_shape", "acc shape, no spheres (%)", "pct"),
+    ("acc_shape_all", "acc shape, all (%)", "pct"),
+    ("acc_color", "acc color (%)", "pct"),
+    ("acc_material", "acc material (%)", "pct"),
+    ("acc_size", "acc size (%)", "pct"),
+    ("yaw_error_deg", "cube yaw error (deg)", "{:.2f}"),
+) + tuple(
+    (ap_key(t), f"AP @ {'inf' if math.isinf(t) else f'{t * 1000:g} mm'} (%)", "pct")
+    for t in AP_THRESHOLDS_M
+)
+
+
+def format_value(value, fmt: str) -> str:
+    """One metric as a table shows it: fmt "pct" (x100, 1 decimal), "mm" (x1000, 2 decimals)
+    or a format string; None and NaN as n/a."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    if fmt == "pct":
+        return f"{100.0 * value:.1f}"
+    if fmt == "mm":
+        return f"{1000.0 * value:.2f}"
+    return fmt.format(value)

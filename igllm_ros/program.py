@@ -16,15 +16,13 @@ import re
 from dataclasses import dataclass, replace
 
 from igllm_ros import world
-from igllm_ros.scene import Camera, Scene, SceneObject
+from igllm_ros.scene import ATTRIBUTE_NAMES, Camera, Scene, SceneObject
 
 LOC_DECIMALS = 3  # millimetres
 ROTATION_DECIMALS = 1  # tenths of a degree
 
-# The order of fields in an `add(...)` line; attributes first, then the numbers.
-ATTRIBUTE_FIELDS = ("shape", "color", "material", "size")
-OBJECT_NUMBER_FIELDS = ("x", "y", "z", "rotation")
-CAMERA_NUMBER_FIELDS = ("cx", "cy", "cz")
+# An `add(...)` line lists the attributes (scene.ATTRIBUTE_NAMES), then loc and rotation.
+ATTRIBUTE_FIELDS = ATTRIBUTE_NAMES
 
 _NUMBER = r"[+-]?\d+(?:\.\d+)?"
 _CAMERA_RE = re.compile(rf"^camera\(loc=\(({_NUMBER}), ({_NUMBER}), ({_NUMBER})\)\)$")
@@ -138,6 +136,15 @@ def _parse_object(line: str) -> SceneObject:
         loc=(float(fields["x"]), float(fields["y"]), float(fields["z"])),
         rotation=float(fields["rotation"]),
     )
+
+
+def canonical_rotation(shape: str, yaw_deg: float) -> float:
+    """The yaw a program writes: cubes modulo 90 in [-45, 45) on the 0.1 degree grid (a
+    value that rounds up to +45.0 wraps to -45.0), other shapes 0."""
+    if shape != "cube":
+        return 0.0
+    snapped = round(world.canonical_yaw_deg(shape, yaw_deg), ROTATION_DECIMALS)
+    return round(world.canonical_yaw_deg(shape, snapped), ROTATION_DECIMALS)
 
 
 def with_confidences(obj: SceneObject, attribute_confidence: dict[str, float]) -> SceneObject:

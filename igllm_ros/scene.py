@@ -14,6 +14,10 @@ from scipy.spatial.transform import Rotation
 from igllm_ros import world
 
 
+# An object's categorical attributes, in the order programs and tables list them.
+ATTRIBUTE_NAMES = tuple(world.ATTRIBUTES)  # shape, color, material, size
+
+
 @dataclass(frozen=True)
 class SceneObject:
     shape: str
@@ -30,7 +34,7 @@ class SceneObject:
         return world.dimensions(self.shape, self.size)
 
     def attributes(self) -> tuple[str, str, str, str]:
-        return (self.shape, self.color, self.material, self.size)
+        return tuple(getattr(self, name) for name in ATTRIBUTE_NAMES)
 
 
 @dataclass(frozen=True)
@@ -73,10 +77,26 @@ def look_at_rotation(camera_position: np.ndarray, target=(0.0, 0.0, 0.0)) -> np.
     return np.stack([right, down, forward], axis=1)
 
 
-def intrinsics(width: int = world.IMAGE_WIDTH, height: int = world.IMAGE_HEIGHT) -> np.ndarray:
-    """The pinned pinhole camera matrix K for an image of this size."""
+# The pinned camera matrix K in the two pixel conventions in use; both describe the same
+# rays, they differ by half a pixel in where they put pixel (0, 0):
+# - pixel edges (the renderer, OpenGL, masks, label projection): pixel (i, j) covers
+#   [i, i + 1) x [j, j + 1), so the image centre is (W / 2, H / 2);
+# - pixel centres (ROS camera_info, OpenCV): pixel (i, j) is the point (i, j), so the image
+#   centre is ((W - 1) / 2, (H - 1) / 2).
+def intrinsics_pixel_edges(width: int = world.IMAGE_WIDTH, height: int = world.IMAGE_HEIGHT) -> np.ndarray:
+    """The pinned K with pixel edges at integer coordinates (principal point W/2, H/2)."""
     f = world.focal_length_px(width)
     return np.array([[f, 0.0, width / 2.0], [0.0, f, height / 2.0], [0.0, 0.0, 1.0]])
+
+
+def intrinsics_pixel_centres(width: int = world.IMAGE_WIDTH, height: int = world.IMAGE_HEIGHT) -> np.ndarray:
+    """The pinned K with pixel centres at integer coordinates, as camera_info carries it
+    (principal point (W-1)/2, (H-1)/2)."""
+    return intrinsics_pixel_edges(width, height) - np.array([[0.0, 0.0, 0.5], [0.0, 0.0, 0.5], [0.0, 0.0, 0.0]])
+
+
+# The renderer's, the records' and the grammar's K (they all mean pixel edges).
+intrinsics = intrinsics_pixel_edges
 
 
 def project(points_optical: np.ndarray, k: np.ndarray) -> np.ndarray:

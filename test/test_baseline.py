@@ -19,12 +19,10 @@ SMALL = dict(kind="detr_baseline", d_model=32, ffn_dim=64, heads=4, encoder_laye
 
 
 def _load_errors():
-    """What a failed load may raise: ModelLoadError once igllm_ros.model provides it."""
-    try:
-        from igllm_ros.model import ModelLoadError
-        return (ModelLoadError,)
-    except ImportError:
-        return (ValueError, FileNotFoundError)
+    """What a failed load raises: the reconstructor contract's ModelLoadError."""
+    from igllm_ros.reconstruction import ModelLoadError
+
+    return (ModelLoadError,)
 
 
 @pytest.fixture(scope="module")
@@ -267,10 +265,8 @@ def test_weights_stored_as_float16_load_and_run(model, samples, tmp_path):
 
 
 def test_decoded_yaw_is_canonical_and_exact_in_the_program():
-    from igllm_ros.baseline.model import _round_yaw
-
     for raw, expected in ((26.7, 26.7), (44.96, -45.0), (-45.0, -45.0), (-0.01, 0.0), (71.7, -18.3), (134.99, -45.0)):
-        yaw = _round_yaw(raw)
+        yaw = program.canonical_rotation("cube", raw)  # what the baseline's decoder writes
         assert yaw == expected and -45.0 <= yaw < 45.0
         assert float(program.format_number(yaw, program.ROTATION_DECIMALS)) == yaw
 

@@ -133,7 +133,7 @@ class DETRBaseline(nn.Module):
             if self.config.snap_z:
                 z = world.centre_height(values["shape"], values["size"])
             yaw = targets.sincos_to_yaw(*pred["yaw"][b, q]) if values["shape"] == "cube" else 0.0
-            obj = SceneObject(loc=_round_loc((x, y, z)), rotation=_round_yaw(yaw), **values)
+            obj = SceneObject(loc=_round_loc((x, y, z)), rotation=scene_program.canonical_rotation(values["shape"], yaw), **values)
             objects.append(scene_program.with_confidences(obj, confidence))
         camera = Camera(loc=_round_loc(targets.decode_camera(pred["camera"][b])))
         scene = Scene(objects=tuple(objects), camera=camera)
@@ -149,7 +149,3 @@ def _round_loc(loc) -> tuple[float, float, float]:
     # The scene carries what its program says (millimetres), as IG-LLM's parsed scenes do.
     return tuple(round(float(v), scene_program.LOC_DECIMALS) + 0.0 for v in loc)
 
-
-def _round_yaw(yaw: float) -> float:
-    yaw = round(world.canonical_yaw_deg("cube", float(yaw)), scene_program.ROTATION_DECIMALS)
-    return world.canonical_yaw_deg("cube", yaw) if yaw >= 45.0 else yaw + 0.0  # 44.96 rounds to 45.0 = -45.0

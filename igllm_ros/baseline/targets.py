@@ -11,7 +11,7 @@ import math
 import numpy as np
 
 from igllm_ros import world
-from igllm_ros.scene import Scene
+from igllm_ros.scene import ATTRIBUTE_NAMES, Scene
 
 _HEIGHTS = [world.centre_height(s, z) for s in world.SHAPES for z in world.SIZES]
 Z_CENTRE = (max(_HEIGHTS) + min(_HEIGHTS)) / 2.0
@@ -21,7 +21,6 @@ LOC_SCALE = np.array([world.TABLE_HALF_EXTENT_M, world.TABLE_HALF_EXTENT_M, Z_SC
 CAMERA_CENTRE = np.array(world.CAMERA_NOMINAL_POSITION_M)
 CAMERA_SCALE = world.CAMERA_JITTER_M
 YAW_FREQUENCY = 360.0 / world.CUBE_SYMMETRY_DEG  # 4: yaw and yaw + 90 degrees look the same
-ATTRIBUTE_NAMES = tuple(world.ATTRIBUTES)  # shape, color, material, size
 ATTRIBUTE_INDEX = {name: {v: i for i, v in enumerate(values)} for name, values in world.ATTRIBUTES.items()}
 
 

@@ -22,24 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from igllm_ros import metrics as scene_metrics
+from igllm_ros.metrics import TABLE_ROWS, format_value
 from igllm_ros.reconstruction import Reconstruction
-
-# (metrics key, label, how to show it): the paper's table for one split.
-TABLE_ROWS = (
-    ("count_abs_error", "count abs error", "{:.3f}"),
-    ("count_exact", "count exact (%)", "pct"),
-    ("location_error_m", "L2 location error (mm)", "mm"),
-    ("acc_shape", "acc shape, no spheres (%)", "pct"),
-    ("acc_shape_all", "acc shape, all (%)", "pct"),
-    ("acc_color", "acc color (%)", "pct"),
-    ("acc_material", "acc material (%)", "pct"),
-    ("acc_size", "acc size (%)", "pct"),
-    ("yaw_error_deg", "cube yaw error (deg)", "{:.2f}"),
-) + tuple(
-    (scene_metrics.ap_key(t), f"AP @ {'inf' if math.isinf(t) else f'{t * 1000:g} mm'} (%)", "pct")
-    for t in scene_metrics.AP_THRESHOLDS_M
-)
-
+from igllm_ros.strict_json import json_ready
 
 @dataclass
 class Evaluation:
@@ -120,16 +105,6 @@ def format_table(metrics: dict, title: str = "") -> str:
     return "\n".join(lines)
 
 
-def format_value(value, fmt: str) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "n/a"
-    if fmt == "pct":
-        return f"{100.0 * value:.1f}"
-    if fmt == "mm":
-        return f"{1000.0 * value:.2f}"
-    return fmt.format(value)
-
-
 def render_grid(samples, evaluation: Evaluation, path: Path, per_side: int = 4, title: str = "") -> None:
     """PNG: for the `per_side` worst and best scenes, the input beside the reconstruction
     rendered with the input's (true) camera, so every difference is an object error."""
@@ -174,19 +149,6 @@ def render_grid(samples, evaluation: Evaluation, path: Path, per_side: int = 4, 
         plt.close(fig)
     finally:
         renderer.release()
-
-
-def json_ready(value):
-    """NaN as null, numpy scalars as Python numbers: strict JSON."""
-    if isinstance(value, dict):
-        return {k: json_ready(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_ready(v) for v in value]
-    if isinstance(value, (np.floating, np.integer)):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -9,6 +9,7 @@ import math
 from dataclasses import dataclass
 
 from igllm_ros import program, world
+from igllm_ros.program import canonical_rotation  # noqa: F401  (the grammar's yaw, written once in program.py)
 
 
 @dataclass(frozen=True)
@@ -82,14 +83,6 @@ FIELDS: dict[str, NumberField] = {
 CAMERA_FIELDS = ("cx", "cy", "cz")
 OBJECT_LOC_FIELDS = ("x", "y", "z")
 
-
-def canonical_rotation(shape: str, yaw_deg: float) -> float:
-    """The yaw the program writes: cubes modulo 90 in [-45, 45) on the 0.1 degree grid
-    (a value that rounds up to +45.0 wraps to -45.0), other shapes 0."""
-    if shape != "cube":
-        return 0.0
-    snapped = round(world.canonical_yaw_deg(shape, yaw_deg), _R)
-    return round(world.canonical_yaw_deg(shape, snapped), _R)
 
 
 # ---- camera ranges -----------------------------------------------------------------------

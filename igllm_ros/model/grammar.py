@@ -231,10 +231,6 @@ class Cursor:
                     mass[name] += p
         return {"exists": exists, **{name: (m / exists if exists > 0 else 0.0) for name, m in mass.items()}}
 
-    def pending_numbers(self) -> list[Completed]:
-        """Float mode: completed number segments still waiting for their value."""
-        return [c for c in self.done if c.segment.kind == "number" and c.value is None]
-
     # ---- the result ---------------------------------------------------------------------
     def text(self) -> str:
         """The program written so far (float numbers formatted from their values)."""

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from igllm_ros import model_kinds
+from igllm_ros.metrics import format_value
 from igllm_ros.model.samples import load_samples
 from igllm_ros.model.training import state as ckpt
 from igllm_ros.model.training.data import collate_fn, to_device, train_batches
@@ -349,17 +350,12 @@ def _card(run: Run, note: str) -> dict:
 
 def _val_line(step: int, m: dict) -> str:
     def pct(key):
-        value = m.get(key)
-        return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.1f}"
-
-    def num(key, scale, unit):
-        value = m.get(key)
-        return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{scale * value:.1f} {unit}"
+        return format_value(m.get(key), "pct")
 
     return (
-        f"val @ {step}: count exact {pct('count_exact')}%, L2 {num('location_error_m', 1000, 'mm')}, "
+        f"val @ {step}: count exact {pct('count_exact')}%, L2 {format_value(m.get('location_error_m'), 'mm')} mm, "
         f"shape {pct('acc_shape')} color {pct('acc_color')} material {pct('acc_material')} size {pct('acc_size')}%, "
-        f"yaw {num('yaw_error_deg', 1, 'deg')}, AP@12.5mm {pct('ap_0.0125m')}%"
+        f"yaw {format_value(m.get('yaw_error_deg'), '{:.2f}')} deg, AP@12.5mm {pct('ap_0.0125m')}%"
     )
 
 

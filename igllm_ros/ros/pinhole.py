@@ -46,9 +46,12 @@ class Intrinsics:
 
     @classmethod
     def pinned(cls, width: int, height: int) -> "Intrinsics":
-        """The model's camera at this image size."""
-        f = world.focal_length_px(width)
-        return cls(width, height, f, f, (width - 1) / 2.0, (height - 1) / 2.0)
+        """The model's camera at this image size, pixel centres at integers as camera_info
+        has them (igllm_ros.scene.intrinsics_pixel_centres)."""
+        from igllm_ros.scene import intrinsics_pixel_centres
+
+        k = intrinsics_pixel_centres(width, height)
+        return cls(width, height, k[0, 0], k[1, 1], k[0, 2], k[1, 2])
 
     def matrix(self) -> np.ndarray:
         return np.array([[self.fx, 0.0, self.cx], [0.0, self.fy, self.cy], [0.0, 0.0, 1.0]])

@@ -10,6 +10,8 @@ import json
 import math
 from pathlib import Path
 
+from igllm_ros.strict_json import json_ready  # NaN as null: the log stays strict JSON
+
 
 class JsonlLog:
     def __init__(self, path: Path, resume_step: int | None = None):
@@ -23,7 +25,7 @@ class JsonlLog:
 
     def write(self, record: dict) -> None:
         with self.path.open("a") as f:
-            f.write(json.dumps(_finite(record)) + "\n")
+            f.write(json.dumps(json_ready(record)) + "\n")
 
 
 def read_log(path: Path) -> list[dict]:
@@ -114,13 +116,3 @@ def plot_curves(log_path: Path, png_path: Path, title: str = "") -> None:
 def _num(value) -> float:
     return math.nan if value is None else float(value)
 
-
-def _finite(value):
-    """NaN/inf as null: the log stays strict JSON for other tools."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
