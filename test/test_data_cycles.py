@@ -161,3 +161,22 @@ def test_a_missing_environment_without_auto_setup_says_how_to_create_it(tmp_path
     assert not cycles.environment_ready()
     with pytest.raises(cycles.CyclesUnavailable, match="make cycles-env"):
         cycles.CyclesRenderer(32, 24, private_worker=True)
+
+
+def _mask_pixels_in_child(queue):
+    with cycles.CyclesRenderer(64, 48, samples=1) as r:
+        queue.put(int((r.render_mask(Scene(objects=(_obj("sphere"),))) == 0).sum()))
+
+
+def test_a_forked_child_starts_its_own_worker_and_leaves_the_parents_alone(renderer):
+    import multiprocessing
+
+    before = renderer.render_mask(SPREAD)
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_mask_pixels_in_child, args=(queue,))
+    child.start()
+    pixels = queue.get(timeout=120)
+    child.join(timeout=30)
+    assert child.exitcode == 0 and pixels > 20
+    assert np.array_equal(renderer.render_mask(SPREAD), before)  # the parent's worker still answers

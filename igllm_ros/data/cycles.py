@@ -37,7 +37,7 @@ REQUIREMENTS = ROOT / "requirements-cycles.txt"
 WORKER = Path(__file__).with_name("cycles_worker.py")
 STARTUP_TIMEOUT_S = 180.0  # importing bpy and building the stage: seconds, slower when loaded
 RENDER_TIMEOUT_S = 600.0
-DEFAULT_SAMPLES = 16  # + OpenImageDenoise: within 0.3/255 mean of 128 samples (docs/cycles.md)
+DEFAULT_SAMPLES = 16  # + OpenImageDenoise: 0.35 to 0.47/255 mean from 128 samples (docs/cycles.md)
 
 
 class CyclesUnavailable(RuntimeError):
@@ -142,6 +142,7 @@ class _Worker:
         os.close(write_fd)
         self._replies = os.fdopen(read_fd, "r")
         self.users = 0
+        self.owner_pid = os.getpid()  # a forked child must not talk to its parent's worker
         try:
             self.blender = self._read_reply(STARTUP_TIMEOUT_S, "starting")["blender"]
         except CyclesWorkerError as err:
@@ -149,9 +150,11 @@ class _Worker:
             raise CyclesUnavailable(str(err)) from err
 
     def alive(self) -> bool:
-        return self.process.poll() is None
+        return self.owner_pid == os.getpid() and self.process.poll() is None
 
     def request(self, payload: dict, timeout_s: float) -> dict:
+        if self.owner_pid != os.getpid():
+            raise CyclesWorkerError("this Cycles worker belongs to the parent process; create the renderer after forking")
         if not self.alive():
             raise CyclesWorkerError(self._death_message("before the request"))
         try:
@@ -180,6 +183,8 @@ class _Worker:
         return f"Cycles worker exited (code {self.process.poll()}) {when}; last output:\n{tail}"
 
     def stop(self) -> None:
+        if self.owner_pid != os.getpid():
+            return  # the parent's: leave it alone
         if self.alive():
             try:
                 self.process.stdin.write(b'{"cmd": "quit"}\n')
@@ -203,7 +208,7 @@ def _acquire_worker(threads: int) -> _Worker:
     global _shared
     if _shared is None or not _shared.alive():
         if _shared is not None:
-            _shared.stop()
+            _shared.stop()  # a dead one's pipes; nothing if it is a forked parent's
         _shared = _Worker(ensure_environment(), threads)
     _shared.users += 1
     return _shared
