@@ -20,6 +20,7 @@ from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
+from igllm_ros import world
 from igllm_ros.data.lighting import NOMINAL, Lighting, sample_lighting
 
 RGB = tuple[float, float, float]
@@ -42,12 +43,13 @@ class RandomizationRanges:
     back_intensity: tuple[float, float] = (0.1, 0.6)
     sun_intensity: tuple[float, float] = (0.4, 1.1)  # clevr_sun rig only
     sun_elevation_deg: tuple[float, float] = (30.0, 75.0)
-    color_temperature_k: tuple[float, float] = (3000.0, 10000.0)  # per lamp, and the ambient
+    color_temperature_k: tuple[float, float] = (3500.0, 9000.0)  # the scene's light (uniform in mired)
+    lamp_mired_spread: float = 40.0  # each lamp, the ambient and the sun: +- this around the scene's (mired)
     ambient_intensity: tuple[float, float] = (0.08, 0.45)
     shadow_softness: tuple[float, float] = (0.4, 4.0)  # PCF radius in shadow-map texels (nominal 1.5)
     # floor and background
     ground_albedo: tuple[float, float] = (0.07, 0.42)  # linear grey level (nominal 0.19)
-    ground_tint: float = 0.3  # per-channel relative deviation of the ground's albedo
+    ground_tint: float = 0.25  # per-channel relative deviation of the ground's albedo
     horizon_level: tuple[float, float] = (0.4, 1.4)  # horizon colour / ground albedo (nominal 0.79)
     horizon_fade_start_m: tuple[float, float] = (0.2, 0.6)  # nominal 0.25
     horizon_fade_end_m: tuple[float, float] = (0.9, 3.0)  # nominal 1.6
@@ -55,13 +57,16 @@ class RandomizationRanges:
     texture_scale_m: tuple[float, float] = (0.008, 0.08)  # feature size of the floor's value noise
     # appearance
     linear_color_probability: float = 0.5
-    rubber_specular: tuple[float, float] = (0.0, 0.2)  # nominal 0.06
+    # Highlights: shininess (the lobe's sharpness: roughness) and a strength relative to a lobe
+    # of the same energy as the nominal one (peak ~ shininess), so broad highlights stay dim
+    # and never wash an object's colour out.
     rubber_shininess: tuple[float, float] = (6.0, 40.0)  # nominal 12
-    metal_specular: tuple[float, float] = (4.0, 12.0)  # nominal 8
-    metal_shininess: tuple[float, float] = (120.0, 900.0)  # nominal 400
+    rubber_specular_scale: tuple[float, float] = (0.0, 1.2)  # x 0.06 x shininess / 12
+    metal_shininess: tuple[float, float] = (250.0, 900.0)  # nominal 400
+    metal_specular_scale: tuple[float, float] = (0.6, 1.2)  # x 8 x shininess / 400
     metal_reflection: tuple[float, float] = (0.95, 1.5)  # environment gain, nominal 1.25
-    exposure: tuple[float, float] = (0.75, 1.3)
-    white_balance_correction: tuple[float, float] = (0.75, 1.0)  # share of the lamps' mean cast removed
+    exposure: tuple[float, float] = (0.75, 1.15)
+    white_balance_correction: tuple[float, float] = (0.8, 1.0)  # share (log gains) of the lamps' mean cast removed
     white_balance_residual: float = 0.06  # per-channel gain jitter after correction
     # sensor (post-process on the 8-bit image)
     noise_sigma: tuple[float, float] = (0.0, 4.0)  # 8-bit levels, Gaussian
@@ -73,6 +78,8 @@ class RandomizationRanges:
 
 
 DEFAULT_RANGES = RandomizationRanges()
+LIGHT_TRIES = 50  # draws of lamp colours + white balance before falling back to white light
+NAME_MARGIN = 0.6  # colour_names_hold: a tinted colour must stay clearly nearest its own name
 
 
 @dataclass(frozen=True)
@@ -143,19 +150,17 @@ def sample_look(rng: np.random.Generator, ranges: RandomizationRanges = DEFAULT_
     if rng.uniform() < ranges.nominal_fraction:
         return sample_lighting(rng), None
     rig = RIGS[int(rng.choice(len(RIGS), p=np.asarray(ranges.rig_weights) / sum(ranges.rig_weights)))]
-    lighting = _sample_lamps(rng, ranges, rig)
+    convention = "linear" if rng.uniform() < ranges.linear_color_probability else "srgb"
+    for _ in range(LIGHT_TRIES):  # lamp colours and white balance that keep every colour name
+        lighting, look = _sample_lights(rng, ranges, rig, convention)
+        if colour_names_hold(lighting, look):
+            break
+    else:  # practically never: fall back to white lamps, no cast
+        lighting = replace(lighting, **{f"{w}_color": (1.0, 1.0, 1.0) for w in ("key", "fill", "back", "ambient")})
+        look = replace(look, sun_color=(1.0, 1.0, 1.0), white_balance=(1.0, 1.0, 1.0))
     lighting = _sample_floor(rng, ranges, lighting)
-    look = Look(rig=rig)
-    if rig == "clevr_sun":
-        look = replace(
-            look,
-            sun_azimuth_deg=_u(rng, (-180.0, 180.0)),
-            sun_elevation_deg=_u(rng, ranges.sun_elevation_deg),
-            sun_intensity=_u(rng, ranges.sun_intensity),
-            sun_color=kelvin_to_rgb(_u(rng, ranges.color_temperature_k)),
-        )
-        look = replace(look, shadow_light="sun" if look.sun_intensity > lighting.key_intensity else "key")
     fade_start = _u(rng, ranges.horizon_fade_start_m)
+    rubber_shininess, metal_shininess = _u(rng, ranges.rubber_shininess), _u(rng, ranges.metal_shininess)
     look = replace(
         look,
         shadow_softness=_u(rng, ranges.shadow_softness),
@@ -163,19 +168,68 @@ def sample_look(rng: np.random.Generator, ranges: RandomizationRanges = DEFAULT_
         texture_amplitude=_u(rng, ranges.texture_amplitude),
         texture_scale_m=_u(rng, ranges.texture_scale_m),
         texture_offset_m=(_u(rng, (0.0, 100.0)), _u(rng, (0.0, 100.0))),
-        color_convention="linear" if rng.uniform() < ranges.linear_color_probability else "srgb",
-        rubber_specular=_u(rng, ranges.rubber_specular),
-        rubber_shininess=_u(rng, ranges.rubber_shininess),
-        metal_specular=_u(rng, ranges.metal_specular),
-        metal_shininess=_u(rng, ranges.metal_shininess),
+        rubber_shininess=rubber_shininess,
+        rubber_specular=NOMINAL_LOOK.rubber_specular * rubber_shininess / NOMINAL_LOOK.rubber_shininess * _u(rng, ranges.rubber_specular_scale),
+        metal_shininess=metal_shininess,
+        metal_specular=NOMINAL_LOOK.metal_specular * metal_shininess / NOMINAL_LOOK.metal_shininess * _u(rng, ranges.metal_specular_scale),
         metal_reflection=_u(rng, ranges.metal_reflection),
         exposure=_u(rng, ranges.exposure),
-        white_balance=_white_balance(rng, ranges, lighting, look),
     )
     return lighting, _sample_sensor(rng, ranges, look)
 
 
-def _sample_lamps(rng: np.random.Generator, ranges: RandomizationRanges, rig: str) -> Lighting:
+def _sample_lights(rng: np.random.Generator, ranges: RandomizationRanges, rig: str, convention: str) -> tuple[Lighting, Look]:
+    """The lamps (and sun) of the rig, and the camera's white balance for them."""
+    scene_mired = _scene_mired(rng, ranges)
+    lighting = _sample_lamps(rng, ranges, rig, scene_mired)
+    look = Look(rig=rig, color_convention=convention)
+    if rig == "clevr_sun":
+        look = replace(
+            look,
+            sun_azimuth_deg=_u(rng, (-180.0, 180.0)),
+            sun_elevation_deg=_u(rng, ranges.sun_elevation_deg),
+            sun_intensity=_u(rng, ranges.sun_intensity),
+            sun_color=_lamp_colour(rng, ranges, scene_mired),
+        )
+        look = replace(look, shadow_light="sun" if look.sun_intensity > lighting.key_intensity else "key")
+    return lighting, replace(look, white_balance=_white_balance(rng, ranges, lighting, look))
+
+
+def _chromaticity(linear_rgb: np.ndarray) -> np.ndarray:
+    return linear_rgb[..., :2] / np.maximum(linear_rgb.sum(-1, keepdims=True), 1e-9)
+
+
+def colour_names_hold(lighting: Lighting, look: Look, margin: float = NAME_MARGIN) -> bool:
+    """Whether every world colour, lit by any one of the lamps through the white balance, stays
+    nearest its own name (rg chromaticity of linear RGB, the names' albedos under white light
+    as references) by `margin`: own distance <= margin x the nearest other name's distance."""
+    from igllm_ros.data.render import base_colour  # render imports this module
+
+    albedos = np.array([base_colour(c, look.color_convention) for c in world.COLORS])
+    refs = _chromaticity(albedos)
+    lamps = [getattr(lighting, f"{w}_color") for w in ("key", "fill", "back", "ambient")]
+    if look.sun_intensity > 0.0:
+        lamps.append(look.sun_color)
+    for lamp in lamps:
+        seen = _chromaticity(albedos * np.asarray(lamp) * np.asarray(look.white_balance))
+        d = np.linalg.norm(seen[:, None, :] - refs[None, :, :], axis=-1)  # [seen colour, reference]
+        own = np.diag(d).copy()
+        np.fill_diagonal(d, np.inf)
+        if np.any(own > margin * d.min(axis=1)):
+            return False
+    return True
+
+
+def _lamp_colour(rng: np.random.Generator, ranges: RandomizationRanges, scene_mired: float) -> RGB:
+    return kelvin_to_rgb(1e6 / (scene_mired + _u(rng, (-1.0, 1.0)) * ranges.lamp_mired_spread))
+
+
+def _scene_mired(rng: np.random.Generator, ranges: RandomizationRanges) -> float:
+    lo, hi = ranges.color_temperature_k
+    return _u(rng, (1e6 / hi, 1e6 / lo))
+
+
+def _sample_lamps(rng: np.random.Generator, ranges: RandomizationRanges, rig: str, scene_mired: float) -> Lighting:
     values = {}
     for which in ("key", "fill", "back"):
         if rig == "random":
@@ -186,9 +240,9 @@ def _sample_lamps(rng: np.random.Generator, ranges: RandomizationRanges, rig: st
         values[f"{which}_azimuth_deg"] = az
         values[f"{which}_elevation_deg"] = min(max(el, 8.0), 85.0)
         values[f"{which}_intensity"] = _u(rng, getattr(ranges, f"{which}_intensity"))
-        values[f"{which}_color"] = kelvin_to_rgb(_u(rng, ranges.color_temperature_k))
+        values[f"{which}_color"] = _lamp_colour(rng, ranges, scene_mired)
     values["ambient_intensity"] = _u(rng, ranges.ambient_intensity)
-    values["ambient_color"] = kelvin_to_rgb(_u(rng, ranges.color_temperature_k))
+    values["ambient_color"] = _lamp_colour(rng, ranges, scene_mired)
     return replace(NOMINAL, **values)
 
 

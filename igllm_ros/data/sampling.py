@@ -61,15 +61,20 @@ def sample_scene(
     return sample_scene_with_labels(rng, split, width, height, renderer)[0]
 
 
-def sample_scene_with_labels(rng, split="train", width=world.IMAGE_WIDTH, height=world.IMAGE_HEIGHT, renderer=None):
-    """(SceneSpec, mask, depth): the labels are the accepted scene's, so callers need not re-render them."""
+def sample_scene_with_labels(rng, split="train", width=world.IMAGE_WIDTH, height=world.IMAGE_HEIGHT, renderer=None, camera=None):
+    """(SceneSpec, mask, depth): the labels are the accepted scene's, so callers need not re-render them.
+
+    `camera` pins the camera instead of drawing it (tests of extreme poses); the draws
+    that follow then differ from the split's own samples.
+    """
     rule = split_rule(split)
     if renderer is None:
         renderer = _shared_renderer(width, height)
     elif (renderer.width, renderer.height) != (width, height):
         raise ValueError(f"renderer is {renderer.width}x{renderer.height}, sampling asks for {width}x{height}")
     threshold = min_visible_pixels(width, height)
-    camera = sample_robot_camera(rng) if rule.camera == "robot" else sample_camera(rng)
+    if camera is None:
+        camera = sample_robot_camera(rng) if rule.camera == "robot" else sample_camera(rng)
     if rule.randomize:
         lighting, look = sample_look(rng)
     else:
