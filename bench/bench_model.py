@@ -14,6 +14,7 @@ The issue's target on this CPU: tiny preset, p50 decode of a 10-object scene < 1
 from __future__ import annotations
 
 import argparse
+import functools
 import inspect
 import json
 import sys
@@ -25,7 +26,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from igllm_ros.model.training.runtime import describe_device, resolve_device, resolve_dtype  # noqa: E402
+from igllm_ros.devices import describe_device, resolve_device, resolve_dtype  # noqa: E402
 
 
 def scenes_with_counts(counts: tuple[int, ...], per_count: int, size: tuple[int, int], seed: int, data: str | None = None) -> dict[int, list]:
@@ -84,31 +85,68 @@ def training_throughput(model, samples: list, device: torch.device, batch_size: 
         model.eval()
 
 
-def decode_latencies(model, images: list[np.ndarray], device: torch.device, **kwargs) -> list[float]:
-    model.reconstruct(images[:1], **kwargs)  # warm-up
-    times = []
+def decode_latencies(reconstruct, images: list[np.ndarray], device: torch.device, **kwargs) -> tuple[list[float], list[float]]:
+    """Per image, one at a time: wall seconds and this process's CPU seconds (the CPU time
+    is what the decoder itself costs when the machine is shared; wall is the latency)."""
+    reconstruct(images[:1], **kwargs)  # warm-up
+    times, cpu = [], []
     for image in images:
         sync(device)
-        start = time.perf_counter()
-        model.reconstruct([image], **kwargs)
+        start, start_cpu = time.perf_counter(), time.process_time()
+        reconstruct([image], **kwargs)
         sync(device)
         times.append(time.perf_counter() - start)
-    return times
+        cpu.append(time.process_time() - start_cpu)
+    return times, cpu
 
 
-def batched_ms_per_scene(model, images: list[np.ndarray], device: torch.device, batch: int) -> float:
+def batched_ms_per_scene(reconstruct, images: list[np.ndarray], device: torch.device, batch: int) -> float:
     chunk = (images * (batch // len(images) + 1))[:batch]
-    model.reconstruct(chunk)
+    reconstruct(chunk)
     sync(device)
     start = time.perf_counter()
-    model.reconstruct(chunk)
+    reconstruct(chunk)
     sync(device)
     return 1000.0 * (time.perf_counter() - start) / batch
 
 
-def steps_per_scene(model, images: list[np.ndarray], skip_forced: bool | None) -> float:
+def steps_per_scene(reconstruct, images: list[np.ndarray], skip_forced: bool | None) -> float:
     kwargs = {} if skip_forced is None else {"skip_forced": skip_forced}
-    return float(np.mean([r.steps for r in model.reconstruct(images, **kwargs)]))
+    return float(np.mean([r.steps for r in reconstruct(images, **kwargs)]))
+
+
+def stage_breakdown(model, images: list[np.ndarray], device: torch.device, path: str, batch: int) -> dict[str, float]:
+    """IG-LLM only: ms per scene in each decoding stage (decode.StageTimer), one image at
+    a time (batch 1) or `batch` at a time, plus passes per scene and ms per decode pass.
+    The vision tower and the projector are told apart by hooks around the projector."""
+    from igllm_ros.model.decode import StageTimer, reconstruct
+
+    timer = StageTimer(device)
+    hooks = []
+    projector = getattr(model, "projector", None)
+    if projector is not None:
+        hooks.append(projector.register_forward_pre_hook(lambda *_: timer.mark("vision tower")))
+        hooks.append(projector.register_forward_hook(lambda *_: timer.mark("projector")))
+    chunks = [images[i:i + batch] for i in range(0, len(images), batch)] if batch > 1 else [[im] for im in images]
+    try:
+        reconstruct(model, chunks[0], path=path)  # warm-up
+        scenes = 0
+        for chunk in chunks:
+            timer.restart()
+            reconstruct(model, chunk, path=path, timer=timer)
+            scenes += len(chunk)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    seconds = dict(timer.seconds)
+    if hooks:  # the hooks have split it: what is left is the return from encode_images
+        seconds["projector"] = seconds.get("projector", 0.0) + seconds.pop("vision + projector", 0.0)
+    result = {stage: 1000.0 * s / scenes for stage, s in seconds.items()}
+    result["total"] = sum(result.values())
+    # A pass serves the whole batch: passes per batch, and one pass's wall time.
+    result["passes"] = timer.passes / len(chunks)
+    result["ms per decode pass"] = 1000.0 * seconds.get("decode passes", 0.0) / max(timer.passes - len(chunks), 1)
+    return result
 
 
 def sync(device: torch.device) -> None:
@@ -123,7 +161,8 @@ def bench_device(path: str, device: torch.device, args) -> dict:
     model = load(path, device=str(device), dtype=dtype)
     size = tuple(model.input_size)
     scenes = scenes_with_counts((3, 10), args.scenes, size, seed=args.seed, data=args.data)
-    has_skip = "skip_forced" in inspect.signature(model.reconstruct).parameters
+    is_igllm = hasattr(model, "grammar")  # IG-LLM's decoder: paths, stage breakdown
+    reconstruct = model.reconstruct
     result = {
         "model": getattr(model, "name", Path(path).name),
         "device": describe_device(device),
@@ -131,21 +170,27 @@ def bench_device(path: str, device: torch.device, args) -> dict:
         "input_size": list(size),
         "parameters": sum(p.numel() for p in model.parameters()),
     }
+    if is_igllm:
+        from igllm_ros.model import decode
+
+        reconstruct = functools.partial(decode.reconstruct, model, path=args.path)
+        result["decoder"] = decode.describe_path(model) if args.path == "auto" else decode.llm_path(model, args.path)
+    has_skip = "skip_forced" in inspect.signature(reconstruct).parameters
     with torch.inference_mode():
         for count, samples in scenes.items():
             images = [s.image for s in samples]
-            times = np.array(decode_latencies(model, images, device)) * 1000.0
+            times, cpu = (np.array(t) * 1000.0 for t in decode_latencies(reconstruct, images, device))
             result[f"decode_{count}obj_p50_ms"] = float(np.percentile(times, 50))
             result[f"decode_{count}obj_p95_ms"] = float(np.percentile(times, 95))
-            result[f"decode_{count}obj_batch{args.batch}_ms_per_scene"] = batched_ms_per_scene(model, images, device, args.batch)
+            result[f"decode_{count}obj_cpu_p50_ms"] = float(np.percentile(cpu, 50))
+            result[f"decode_{count}obj_batch{args.batch}_ms_per_scene"] = batched_ms_per_scene(reconstruct, images, device, args.batch)
             # Latency follows what the model writes: show how many objects it wrote.
-            result[f"predicted_objects_{count}obj"] = float(np.mean([len(r.scene.objects) for r in model.reconstruct(images)]))
-            if has_skip:
-                result[f"steps_{count}obj_skip"] = steps_per_scene(model, images, True)
-                result[f"steps_{count}obj_noskip"] = steps_per_scene(model, images, False)
-            else:
-                result[f"steps_{count}obj_skip"] = steps_per_scene(model, images, None)
-                result[f"steps_{count}obj_noskip"] = None
+            result[f"predicted_objects_{count}obj"] = float(np.mean([len(r.scene.objects) for r in reconstruct(images)]))
+            result[f"steps_{count}obj_skip"] = steps_per_scene(reconstruct, images, True if has_skip else None)
+            result[f"steps_{count}obj_noskip"] = steps_per_scene(reconstruct, images, False) if has_skip else None
+            if is_igllm:
+                for batch in (1, args.batch):
+                    result[f"stages_{count}obj_batch{batch}"] = stage_breakdown(model, images, device, args.path, batch)
     # Training in float32 weights (as igllm-train keeps them), bf16 autocast on CUDA.
     if args.train_steps > 0:
         del model
@@ -164,8 +209,10 @@ def format_table(results: list[dict], args) -> str:
         ("training samples/s (batch %d)" % args.train_batch, "train_samples_per_s", "{:.1f}"),
         ("decode 3 obj p50 (ms)", "decode_3obj_p50_ms", "{:.1f}"),
         ("decode 3 obj p95 (ms)", "decode_3obj_p95_ms", "{:.1f}"),
+        ("decode 3 obj p50 CPU time (ms)", "decode_3obj_cpu_p50_ms", "{:.1f}"),
         ("decode 10 obj p50 (ms)", "decode_10obj_p50_ms", "{:.1f}"),
         ("decode 10 obj p95 (ms)", "decode_10obj_p95_ms", "{:.1f}"),
+        ("decode 10 obj p50 CPU time (ms)", "decode_10obj_cpu_p50_ms", "{:.1f}"),
         ("objects written for 3-object scenes", "predicted_objects_3obj", "{:.1f}"),
         ("objects written for 10-object scenes", "predicted_objects_10obj", "{:.1f}"),
         (f"decode 3 obj, batch {args.batch} (ms/scene)", f"decode_3obj_batch{args.batch}_ms_per_scene", "{:.1f}"),
@@ -177,12 +224,32 @@ def format_table(results: list[dict], args) -> str:
     ]
     first = results[0]
     lines = [f"{first['model']}: {first['parameters'] / 1e6:.2f} M parameters, input {first['input_size'][0]}x{first['input_size'][1]}, up to {args.scenes} scenes per count"]
+    if "decoder" in first:
+        lines[0] += f", decoder {first['decoder']}"
     width = max(len(r[0]) for r in rows)
     header = f"  {'':<{width}}" + "".join(f"  {r['device'] + ' ' + r['dtype']:>28}" for r in results)
     lines.append(header)
     for label, key, fmt in rows:
         lines.append(f"  {label:<{width}}" + "".join(f"  {cell(r.get(key), fmt):>28}" for r in results))
+    for r in results:
+        lines += format_stages(r, args.batch)
     return "\n".join(lines)
+
+
+def format_stages(result: dict, batch: int) -> list[str]:
+    """The stage breakdown (ms per scene) of one device, a column per scene size and batch."""
+    columns = [(c, b) for c in (3, 10) for b in (1, batch) if f"stages_{c}obj_batch{b}" in result]
+    if not columns:
+        return []
+    tables = [result[f"stages_{c}obj_batch{b}"] for c, b in columns]
+    stages = [s for s in tables[0] if s not in ("total", "passes", "ms per decode pass")]
+    labels = [f"{s} (ms/scene)" for s in stages] + ["total (ms/scene)", "passes (per batch)", "one decode pass (ms)"]
+    keys = stages + ["total", "passes", "ms per decode pass"]
+    width = max(len(label) for label in labels)
+    lines = [f"stage breakdown, {result['device']} {result['dtype']}:", f"  {'':<{width}}" + "".join(f"  {f'{c} obj, batch {b}':>16}" for c, b in columns)]
+    for label, key in zip(labels, keys):
+        lines.append(f"  {label:<{width}}" + "".join(f"  {t.get(key, 0.0):>16.2f}" for t in tables))
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -195,6 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--train-steps", type=int, default=5)
     p.add_argument("--train-batch", type=int, default=16)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--path", default="auto", choices=("auto", "fast", "generic"), help="IG-LLM decoding path: auto (fast where supported) | fast | generic (transformers)")
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--data", default=None, help="take scenes from this dataset directory instead of rendering them")
     p.add_argument("--json", default=None, help="also write the figures to this JSON file")

@@ -184,7 +184,7 @@ def _run(args) -> int:
     import torch
 
     from igllm_ros.model.samples import DataSpec, load_samples
-    from igllm_ros.model.training.runtime import describe_device, resolve_device, resolve_dtype
+    from igllm_ros.devices import describe_device, resolve_device, resolve_dtype
 
     if args.count is not None and args.count < 1:
         raise EvalError("--count must be >= 1")

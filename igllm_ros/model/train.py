@@ -25,13 +25,13 @@ import numpy as np
 import torch
 
 from igllm_ros import model_kinds
+from igllm_ros.devices import describe_device, resolve_device
 from igllm_ros.metrics import format_value
 from igllm_ros.model.samples import load_samples
 from igllm_ros.model.training import state as ckpt
 from igllm_ros.model.training.data import collate_fn, to_device, train_batches
 from igllm_ros.model.training.log import JsonlLog, plot_curves
 from igllm_ros.model.training.preset import Preset, PresetError, load_preset
-from igllm_ros.model.training.runtime import describe_device, resolve_device
 from igllm_ros.model.training.schedule import apply_lr, lr_factor
 from igllm_ros.reconstruction import Reconstructor
 from igllm_ros.strict_json import json_ready

@@ -8,48 +8,29 @@ from __future__ import annotations
 import gc
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from igllm_ros import world
 from igllm_ros.ros.share import share_path
+
+if TYPE_CHECKING:  # torch stays unimported until a model loads
+    from igllm_ros.devices import DeviceChoice
 
 
 class ModelUnavailable(RuntimeError):
     """The model cannot be loaded; the message says why and what to do."""
 
 
-@dataclass(frozen=True)
-class DeviceChoice:
-    device: str  # "cpu", "cuda", "cuda:1"
-    dtype: str  # "float32", "float16", "bfloat16"
-    reason: str
+def choose_device(device: str = "auto", dtype: str = "auto") -> "DeviceChoice":
+    """igllm_ros.devices.choose_device (the one rule, with its reason); a request it
+    refuses makes the model unavailable."""
+    from igllm_ros import devices
 
-
-def choose_device(device: str = "auto", dtype: str = "auto") -> DeviceChoice:
-    """CUDA (bf16, or fp16 where bf16 is unsupported) when present, otherwise CPU float32."""
-    import torch
-
-    cuda = torch.cuda.is_available()
-    if device == "auto":
-        if cuda:
-            device, why = "cuda", f"CUDA is available ({torch.cuda.get_device_name(0)})"
-        else:
-            built = "torch was built without CUDA" if torch.version.cuda is None else "no CUDA device is visible"
-            device, why = "cpu", f"CUDA is not available ({built})"
-    else:
-        if device.startswith("cuda") and not cuda:
-            raise ModelUnavailable(f"device={device!r} was requested but CUDA is not available; use device:=auto or cpu")
-        why = f"device={device!r} was requested"
-    if dtype == "auto":
-        if device.startswith("cuda"):
-            dtype = "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
-        else:
-            dtype = "float32"  # half precision on CPU is slower and less accurate
-        why += f"; dtype {dtype} is the default there"
-    else:
-        why += f"; dtype={dtype!r} was requested"
-    return DeviceChoice(device, dtype, why)
+    try:
+        return devices.choose_device(device, dtype)
+    except ValueError as err:
+        raise ModelUnavailable(f"{err} (node parameters device, dtype)") from err
 
 
 def resolve_model_path(path: str) -> Path:

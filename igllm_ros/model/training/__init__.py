@@ -1,1 +1,1 @@
-"""Pieces of igllm-train and igllm-eval: presets, data, schedule, checkpoints, logs, devices."""
+"""Pieces of igllm-train: presets, the batch stream, schedule, training state, logs."""
