@@ -11,6 +11,11 @@ venv="${IGLLM_CYCLES_VENV:-$root/.venv-cycles}"
 python="${PYTHON:-python3.11}"
 say() { echo "[setup-cycles] $*" >&2; }
 
+# One setup at a time: a second caller waits here, then finds the stamp and returns.
+mkdir -p "$venv"
+exec 9>"$venv/.igllm-setup.lock"
+if command -v flock >/dev/null; then flock 9; fi
+
 stamp=$(cat requirements-cycles.txt scripts/setup_cycles_env.sh | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$venv/.igllm-cycles-stamp" 2>/dev/null)" = "$stamp" ]; then
   say "ready: $venv"

@@ -140,6 +140,7 @@ def test_bad_scenes_give_clear_errors(renderer):
         renderer.render_mask(Scene(objects=(SceneObject("cone", "red", "rubber", "large", (0, 0, 0.02)),)))
     with pytest.raises(ValueError, match="image size"):
         cycles.CyclesRenderer(0, 240)
+    assert np.all(renderer.render_mask(Scene()) == -1)  # an empty (predicted) scene is fine
 
 
 def test_a_dead_worker_gives_a_clean_error_and_a_new_renderer_recovers(cycles_env):

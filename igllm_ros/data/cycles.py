@@ -81,14 +81,22 @@ def ensure_environment() -> Path:
             file=sys.stderr,
             flush=True,
         )
-        # The script's own output (pip's progress bar) goes to our stderr.
-        done = subprocess.run(["bash", str(SETUP_SCRIPT)], stdout=sys.stderr, stderr=sys.stderr, check=False)
+        # The script's own output (pip's progress bar) goes to our stderr; it takes a lock,
+        # so processes that ask at once install it once.
+        done = subprocess.run(["bash", str(SETUP_SCRIPT)], stdout=_stderr_fd(), stderr=_stderr_fd(), check=False)
         if done.returncode != 0 or not environment_ready():
             raise CyclesUnavailable(
                 f"could not create the Blender Cycles environment (scripts/setup_cycles_env.sh exited "
                 f"{done.returncode}); see its output above"
             )
     return venv_dir() / "bin" / "python"
+
+
+def _stderr_fd():
+    try:
+        return sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # a captured stderr (pytest): inherit ours
+        return None
 
 
 def scene_description(scene: Scene, width: int, height: int, light_jitter_seed: int | None = None) -> dict:
