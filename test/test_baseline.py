@@ -12,7 +12,6 @@ import torch
 from igllm_ros import baseline, program, world
 from igllm_ros.baseline import targets
 from igllm_ros.baseline.matching import hungarian_match, set_loss
-from igllm_ros.scene import Scene, SceneObject
 
 SMALL = dict(kind="detr_baseline", d_model=32, ffn_dim=64, heads=4, encoder_layers=1, decoder_layers=2,
              backbone_channels=(8, 16, 32), input_size=(96, 72))

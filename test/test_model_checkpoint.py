@@ -141,6 +141,7 @@ def test_baseline_directories_load_through_the_same_entry_point(tmp_path):
     model.save(tmp_path / "b")
     loaded = model_kinds.load(tmp_path / "b")
     assert type(loaded).__name__ == "DETRBaseline" and len(loaded.reconstruct(images(1))) == 1
+    assert isinstance(loaded, model_kinds.Reconstructor)
     with pytest.raises(model_kinds.ModelLoadError, match="kind 'detr_baseline'"):
         igllm.load(tmp_path / "b")  # IG-LLM's own loader reads only its kind
 
@@ -148,7 +149,7 @@ def test_baseline_directories_load_through_the_same_entry_point(tmp_path):
 def test_the_registry_loads_igllm_directories_and_names_unknown_kinds(saved, tmp_path):
     model, directory = saved
     loaded = model_kinds.load(directory)
-    assert type(loaded) is type(model)
+    assert type(loaded) is type(model) and isinstance(loaded, model_kinds.Reconstructor)
     assert [r.program for r in loaded.reconstruct(images(2))] == [r.program for r in model.reconstruct(images(2))]
     copy = _copy(directory, tmp_path)
     (copy / "config.json").write_text(json.dumps({"kind": "resnet"}))

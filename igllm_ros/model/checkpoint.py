@@ -18,8 +18,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import torch
-
 from igllm_ros.model.config import KIND, ModelConfig
 from igllm_ros.model_files import card_markdown, state_mismatch
 from igllm_ros.reconstruction import CARD_FILE, CARD_JSON, CONFIG_FILE, WEIGHTS_FILE, ModelLoadError
