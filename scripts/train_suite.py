@@ -8,7 +8,7 @@ same freshly rendered training stream (generator:train, one seed) for the same n
 steps, so the comparison is fair. The step count is fixed up front from a short probe run
 of each preset (the slowest one sets the pace), because the cosine schedule needs it.
 With --export, each final model is copied there with its weights stored as float16
-(half the size; `igllm_ros.model.load` casts them back to the dtype asked for), next to
+(half the size; `igllm_ros.model_kinds.load` casts them back to the dtype asked for), next to
 its log.jsonl and curves.png.
 """
 from __future__ import annotations
