@@ -155,7 +155,7 @@ def sync(device: torch.device) -> None:
 
 
 def bench_device(path: str, device: torch.device, args) -> dict:
-    from igllm_ros.model import load
+    from igllm_ros.model_kinds import load  # any kind (the baseline too)
 
     dtype = resolve_dtype(args.dtype, device)
     model = load(path, device=str(device), dtype=dtype)
