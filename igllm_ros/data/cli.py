@@ -3,6 +3,7 @@
     igllm-data generate --split train --count 20000 --out data/ [--width 320 --height 240 --seed 0 --workers N]
     igllm-data show --data data/val_id --out sheet.png [--count 16]
     igllm-data summary --data data/val_id
+    igllm-data factors --out docs/figures [--palette]     one sheet per randomization factor
 """
 from __future__ import annotations
 
@@ -63,17 +64,24 @@ def _show(args) -> int:
     from PIL import Image
 
     from igllm_ros.data.dataset import SceneDataset
-    from igllm_ros.data.sheet import contact_sheet
+    from igllm_ros.data.sheet import contact_sheet, to_palette
 
     dataset = SceneDataset(args.data)
     n = min(args.count, len(dataset))
     samples = [(s.image, s.meta) for s in (dataset[i] for i in range(args.start, args.start + n) if i < len(dataset))]
     sheet = contact_sheet(samples, cols=args.cols, legend=not args.no_legend)
-    if args.palette:  # 256 colours, dithered so the ground's gradient does not band: small PNGs for docs
-        palette = sheet.quantize(colors=256, method=Image.Quantize.MEDIANCUT)
-        sheet = sheet.quantize(palette=palette, dither=Image.Dither.FLOYDSTEINBERG)
+    if args.palette:
+        sheet = to_palette(sheet)
     sheet.save(args.out, optimize=True)
     print(f"wrote {args.out} ({len(samples)} samples of {args.data})")
+    return 0
+
+
+def _factors(args) -> int:
+    from igllm_ros.data.factors import factor_sheets
+
+    for path in factor_sheets(args.out, count=args.count, seed=args.seed, scene_index=args.scene, palette=args.palette):
+        print(f"wrote {path}")
     return 0
 
 
@@ -113,6 +121,14 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--no-legend", action="store_true")
     show.add_argument("--palette", action="store_true", help="256-colour PNG (small files)")
     show.set_defaults(run=_show)
+
+    factors = sub.add_parser("factors", help="one contact sheet per randomization factor group (dr_<group>.png)")
+    factors.add_argument("--out", required=True, help="a folder, e.g. docs/figures")
+    factors.add_argument("--count", type=int, default=8, help="looks per sheet")
+    factors.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    factors.add_argument("--scene", type=int, default=8, help="which val_id sample to draw")
+    factors.add_argument("--palette", action="store_true", help="256-colour PNGs (small files)")
+    factors.set_defaults(run=_factors)
 
     summary = sub.add_parser("summary", help="counts and attribute histograms of a split folder")
     summary.add_argument("--data", required=True)

@@ -66,6 +66,7 @@ class RandomizationRanges:
     metal_specular_scale: tuple[float, float] = (0.6, 1.2)  # x 8 x shininess / 400
     metal_reflection: tuple[float, float] = (0.95, 1.5)  # environment gain, nominal 1.25
     exposure: tuple[float, float] = (0.75, 1.15)
+    linear_exposure_scale: float = 0.85  # linear-convention albedos are 1.5-3x brighter: expose a little less
     white_balance_correction: tuple[float, float] = (0.8, 1.0)  # share (log gains) of the lamps' mean cast removed
     white_balance_residual: float = 0.06  # per-channel gain jitter after correction
     # sensor (post-process on the 8-bit image)
@@ -173,7 +174,7 @@ def sample_look(rng: np.random.Generator, ranges: RandomizationRanges = DEFAULT_
         metal_shininess=metal_shininess,
         metal_specular=NOMINAL_LOOK.metal_specular * metal_shininess / NOMINAL_LOOK.metal_shininess * _u(rng, ranges.metal_specular_scale),
         metal_reflection=_u(rng, ranges.metal_reflection),
-        exposure=_u(rng, ranges.exposure),
+        exposure=_u(rng, ranges.exposure) * (ranges.linear_exposure_scale if convention == "linear" else 1.0),
     )
     return lighting, _sample_sensor(rng, ranges, look)
 

@@ -9,9 +9,13 @@ import io
 from functools import lru_cache
 
 import numpy as np
-from PIL import Image, ImageFilter
+from PIL import Image
 
 from igllm_ros.data.randomization import Look
+
+
+NOISE_BANK_SIZE = 512  # noise comes from crops of one fixed Gaussian tile: far cheaper than fresh draws
+BLUR_TAPS = 5  # the separable kernel's width: enough for sigma <= 1 px
 
 
 @lru_cache(maxsize=8)
@@ -22,8 +26,40 @@ def _radius_squared(width: int, height: int) -> np.ndarray:
     return r2[..., None]
 
 
-def _to_uint8(img: np.ndarray) -> np.ndarray:
-    return np.clip(img + 0.5, 0, 255).astype(np.uint8)
+@lru_cache(maxsize=1)
+def _noise_bank() -> np.ndarray:
+    """A fixed (N, N, 3) standard-normal tile, the same in every process."""
+    return np.random.default_rng(20241201).standard_normal((NOISE_BANK_SIZE, NOISE_BANK_SIZE, 3), dtype=np.float32)
+
+
+def _noise(shape: tuple[int, int, int], seed: int) -> np.ndarray:
+    """Standard-normal noise of `shape`: a crop of the bank at a seeded offset, seeded flips."""
+    bank = _noise_bank()
+    h, w = shape[:2]
+    if h > bank.shape[0] or w > bank.shape[1]:
+        return np.random.default_rng(seed).standard_normal(shape, dtype=np.float32)
+    rng = np.random.default_rng(seed)
+    y, x = int(rng.integers(0, bank.shape[0] - h + 1)), int(rng.integers(0, bank.shape[1] - w + 1))
+    crop = bank[y : y + h, x : x + w]
+    return crop[::-1] if rng.integers(2) else crop
+
+
+def _blur(img: np.ndarray, sigma: float) -> np.ndarray:
+    """Separable Gaussian blur of a float32 (H, W, 3) image, edges extended."""
+    offsets = np.arange(BLUR_TAPS) - BLUR_TAPS // 2
+    kernel = np.exp(-0.5 * (offsets / sigma) ** 2).astype(np.float32)
+    kernel /= kernel.sum()
+    pad = BLUR_TAPS // 2
+    h, w = img.shape[:2]
+    rows = np.pad(img, ((pad, pad), (0, 0), (0, 0)), mode="edge")
+    img = kernel[0] * rows[0:h]
+    for i in range(1, BLUR_TAPS):
+        img += kernel[i] * rows[i : i + h]
+    cols = np.pad(img, ((0, 0), (pad, pad), (0, 0)), mode="edge")
+    img = kernel[0] * cols[:, 0:w]
+    for i in range(1, BLUR_TAPS):
+        img += kernel[i] * cols[:, i : i + w]
+    return img
 
 
 def apply_sensor(rgb: np.ndarray, look: Look | None) -> np.ndarray:
@@ -31,13 +67,15 @@ def apply_sensor(rgb: np.ndarray, look: Look | None) -> np.ndarray:
     if look is None:
         return rgb
     height, width = rgb.shape[:2]
-    if look.vignetting > 0.0:
-        rgb = _to_uint8(rgb * (1.0 - look.vignetting * _radius_squared(width, height)))
-    if look.blur_sigma_px > 0.0:  # the optics blur before the sensor adds its noise
-        rgb = np.asarray(Image.fromarray(rgb).filter(ImageFilter.GaussianBlur(look.blur_sigma_px)))
-    if look.noise_sigma > 0.0:
-        noise = np.random.default_rng(look.noise_seed).standard_normal(rgb.shape, dtype=np.float32)
-        rgb = _to_uint8(rgb + look.noise_sigma * noise)
+    if look.vignetting > 0.0 or look.blur_sigma_px > 0.0 or look.noise_sigma > 0.0:
+        img = rgb.astype(np.float32)
+        if look.vignetting > 0.0:
+            img *= 1.0 - look.vignetting * _radius_squared(width, height)
+        if look.blur_sigma_px > 0.0:  # the optics blur before the sensor adds its noise
+            img = _blur(img, look.blur_sigma_px)
+        if look.noise_sigma > 0.0:
+            img += look.noise_sigma * _noise(img.shape, look.noise_seed)
+        rgb = np.clip(img + 0.5, 0, 255).astype(np.uint8)
     if look.jpeg_quality > 0:
         buffer = io.BytesIO()
         Image.fromarray(rgb).save(buffer, format="JPEG", quality=int(look.jpeg_quality))

@@ -33,6 +33,12 @@ def annotate(image: np.ndarray, record: dict, legend: bool = True) -> Image.Imag
     return tile
 
 
+def to_palette(sheet: Image.Image) -> Image.Image:
+    """256 colours, dithered so the ground's gradient does not band: small PNGs for the docs."""
+    palette = sheet.quantize(colors=256, method=Image.Quantize.MEDIANCUT)
+    return sheet.quantize(palette=palette, dither=Image.Dither.FLOYDSTEINBERG)
+
+
 def contact_sheet(samples, cols: int = 4, legend: bool = True) -> Image.Image:
     """samples: (image, record) pairs. Tiles in rows of `cols`, each row as tall as its tallest tile."""
     tiles = [annotate(img, rec, legend) for img, rec in samples]
