@@ -66,7 +66,7 @@ class RandomizationRanges:
     metal_specular_scale: tuple[float, float] = (0.6, 1.2)  # x 8 x shininess / 400
     metal_reflection: tuple[float, float] = (0.95, 1.5)  # environment gain, nominal 1.25
     exposure: tuple[float, float] = (0.75, 1.15)
-    linear_exposure_scale: float = 0.85  # linear-convention albedos are 1.5-3x brighter: expose a little less
+    linear_exposure_scale: float = 0.7  # linear-convention albedos are 1.5-3.6x brighter: expose less
     white_balance_correction: tuple[float, float] = (0.8, 1.0)  # share (log gains) of the lamps' mean cast removed
     white_balance_residual: float = 0.06  # per-channel gain jitter after correction
     # sensor (post-process on the 8-bit image)
