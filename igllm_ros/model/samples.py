@@ -1,9 +1,11 @@
 """Where samples come from, and fixed lists of them (validation during training,
 igllm-eval, the accuracy benchmark).
 
-A data spec is a dataset directory written by igllm-data, or the on-the-fly generator of
-a split. One form for presets (`data.train`, `data.val`) and igllm-eval's `--data`: a
-string (`data/val_id`, `generator:val_cogent_b`) or a mapping with keys source, path,
+A data spec is a dataset directory written by igllm-data, the on-the-fly generator of a
+split, or (training only) a dataset read through its frozen-tower feature cache
+(`features:data/train_robust`, igllm_ros.model.feature_cache). One form for presets
+(`data.train`, `data.val`) and igllm-eval's `--data`: a string (`data/val_id`,
+`generator:val_cogent_b`, `features:data/train`) or a mapping with keys source, path,
 split, seed, size, count. The endless training stream is igllm_ros.model.training.data.
 """
 from __future__ import annotations
@@ -17,7 +19,7 @@ _KEYS = {"source", "path", "split", "seed", "size", "count"}
 
 @dataclass(frozen=True)
 class DataSpec:
-    source: str  # "dataset" | "generator"
+    source: str  # "dataset" | "generator" | "features" (a dataset through its feature cache)
     path: str | None = None  # dataset directory
     split: str | None = None  # generator split (igllm_ros.data.sampling.SPLITS)
     seed: int = 0  # generator seed
@@ -34,6 +36,11 @@ class DataSpec:
                 if not split:
                     raise ValueError(f"{value!r}: name a split after 'generator:', e.g. generator:val_id")
                 return cls(source="generator", split=split)
+            if value.startswith("features:"):
+                path = value.split(":", 1)[1]
+                if not path:
+                    raise ValueError(f"{value!r}: name a dataset directory after 'features:', e.g. features:data/train")
+                return cls(source="features", path=path)
             if not value:
                 raise ValueError("empty data spec")
             return cls(source="dataset", path=value)
@@ -43,10 +50,10 @@ class DataSpec:
         if unknown:
             raise ValueError(f"data spec: unknown keys {sorted(unknown)}; expected some of {sorted(_KEYS)}")
         source = value.get("source") or ("generator" if value.get("split") and not value.get("path") else "dataset")
-        if source not in ("dataset", "generator"):
-            raise ValueError(f"data spec: source {source!r}; expected dataset or generator")
-        if source == "dataset" and not value.get("path"):
-            raise ValueError("data spec: a dataset needs `path`")
+        if source not in ("dataset", "generator", "features"):
+            raise ValueError(f"data spec: source {source!r}; expected dataset, generator or features")
+        if source in ("dataset", "features") and not value.get("path"):
+            raise ValueError(f"data spec: a {source} source needs `path`")
         if source == "generator" and not value.get("split"):
             raise ValueError("data spec: a generator needs `split`")
         size = value.get("size")
@@ -69,6 +76,8 @@ class DataSpec:
     def describe(self) -> str:
         if self.source == "dataset":
             text = self.path
+        elif self.source == "features":
+            text = f"features:{self.path}"
         else:
             text = f"generator:{self.split} (seed {self.seed}" + (f", {self.size[0]}x{self.size[1]})" if self.size else ")")
         return text + (f", {self.count} samples" if self.count else "")
@@ -81,6 +90,8 @@ def load_samples(spec: DataSpec, default_size: tuple[int, int], count: int | Non
     """A fixed list of samples (validation, evaluation): the first `count` of a dataset,
     or `count` scenes rendered from a generator (spec.count, else DEFAULT_GENERATED_COUNT)."""
     count = count or spec.count
+    if spec.source == "features":
+        raise ValueError(f"{spec.describe()}: cached features are for training only; validate on images (a dataset or generator)")
     if spec.source == "dataset":
         from igllm_ros.data.dataset import SceneDataset
 

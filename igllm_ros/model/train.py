@@ -184,6 +184,7 @@ def _open_batches(preset: Preset, model, state: dict, device: torch.device) -> I
             start_step=state["step"],
             default_size=tuple(model.input_size),
             pin_memory=device.type == "cuda",
+            model=model,
         )
     except (OSError, ValueError, KeyError) as err:
         raise TrainError(f"cannot read training data: {type(err).__name__}: {err}") from err

@@ -89,6 +89,7 @@ def train_batches(
     start_step: int,
     default_size: tuple[int, int],
     pin_memory: bool = False,
+    model=None,
 ) -> Iterator[dict]:
     """An endless iterator of collated micro-batches, starting where a run left off: the
     one dispatch from a data source to its stream."""
@@ -98,6 +99,8 @@ def train_batches(
     if spec.source == "generator":
         start = generator_start(start_sample // batch_size, batch_size, workers)
         return _generator_batches(spec, start, default_size, options)
+    if spec.source == "features":
+        return _feature_batches(spec, model, seed, start_sample, options)
     raise ValueError(f"data source {spec.source!r} cannot stream training batches")
 
 
@@ -121,6 +124,19 @@ def _dataset_batches(spec: DataSpec, seed: int, start_sample: int, options: dict
     from igllm_ros.data.dataset import SceneDataset
 
     dataset = SceneDataset(spec.path)
+    sampler = EndlessShuffledSampler(len(dataset), seed, start=start_sample)
+    return iter(DataLoader(dataset, sampler=sampler, **options))
+
+
+def _feature_batches(spec: DataSpec, model, seed: int, start_sample: int, options: dict) -> Iterator[dict]:
+    """A dataset's images through the frozen tower once (cached, resumable), then only
+    the cached features: the same permutations as the dataset source."""
+    from igllm_ros.model import feature_cache
+
+    if model is None:
+        raise ValueError("a features: source needs the model (its frozen tower computes the cache)")
+    feature_cache.build(model, spec.path)
+    dataset = feature_cache.CachedFeatureDataset(spec.path, model)
     sampler = EndlessShuffledSampler(len(dataset), seed, start=start_sample)
     return iter(DataLoader(dataset, sampler=sampler, **options))
 
