@@ -37,7 +37,7 @@ REQUIREMENTS = ROOT / "requirements-cycles.txt"
 WORKER = Path(__file__).with_name("cycles_worker.py")
 STARTUP_TIMEOUT_S = 180.0  # importing bpy and building the stage: seconds, slower when loaded
 RENDER_TIMEOUT_S = 600.0
-DEFAULT_SAMPLES = 16  # + OpenImageDenoise: 0.35 to 0.47/255 mean from 128 samples (docs/cycles.md)
+DEFAULT_SAMPLES = 16  # + OpenImageDenoise: 0.38 to 0.49/255 mean from 128 samples (docs/cycles.md)
 
 
 class CyclesUnavailable(RuntimeError):

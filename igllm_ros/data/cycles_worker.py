@@ -172,6 +172,11 @@ class Stage:
         cycles.caustics_reflective = cycles.caustics_refractive = False
         cycles.blur_glossy = 1.0
         cycles.denoiser = "OPENIMAGEDENOISE"
+        # Measured at 320x240, 16 samples: the accurate prefilter (extra denoiser runs on the
+        # albedo and normal passes) was half the CPU time, and the light tree another fifth,
+        # for 0.01/255 closer to a 128-sample render. Five lamps need no tree.
+        cycles.denoising_prefilter = "FAST"
+        cycles.use_light_tree = False
         vs = self.scene.view_settings
         vs.look, vs.exposure, vs.gamma = "None", EXPOSURE_STOPS, 1.0
 
