@@ -4,7 +4,7 @@ ENV := source scripts/env.sh &&
 MODEL ?= models/igllm-tiny-float
 FRAMES ?= 20
 
-.PHONY: setup test demo bench bench-data bench-model bench-node bench-accuracy data train clean
+.PHONY: setup test demo bench bench-data bench-model bench-node bench-reliability bench-accuracy data train clean
 
 setup:
 	@bash scripts/setup_env.sh
@@ -25,6 +25,9 @@ bench-model: setup
 
 bench-node: setup
 	@$(ENV) python bench/bench_node.py --model $(MODEL)
+
+bench-reliability: setup
+	@$(ENV) python bench/bench_reliability.py
 
 bench-accuracy: setup
 	@$(ENV) python bench/bench_accuracy.py

@@ -214,3 +214,20 @@ def test_compressed_oversized_is_refused_from_its_header():
     with pytest.raises(ImageError) as err:
         decode_compressed(big, max_pixels=100_000)
     assert err.value.kind == "oversized"
+
+
+def test_a_png_decompression_bomb_is_oversized_not_corrupt():
+    import struct
+    import zlib
+
+    def chunk(kind, body):
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+
+    def bomb(width, height):  # a header claiming width x height, a few bytes of data
+        header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+        return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+    for data, max_pixels in ((bomb(30000, 30000), None), (bomb(30000, 30000), 4096 * 4096), (bomb(5000, 5000), 4096 * 4096)):
+        with pytest.raises(ImageError) as err:
+            decode_compressed(data, max_pixels)
+        assert err.value.kind == "oversized", str(err.value)

@@ -1,9 +1,13 @@
 """Mapping any pinhole camera onto the model's pinned camera keeps the rays where they were."""
+import tracemalloc
+
 import numpy as np
 import pytest
 
 from igllm_ros import world
-from igllm_ros.ros.pinhole import Intrinsics, pinned_region, to_pinned
+from igllm_ros.ros.image_conversion import ImageError
+from igllm_ros.ros.pinhole import (Intrinsics, ViewLimits, fallback_intrinsics, from_camera_info, pinned_region,
+                                   to_pinned)
 
 W, H = 320, 240
 RNG = np.random.default_rng(3)
@@ -103,3 +107,78 @@ def test_scaling_intrinsics_keeps_the_image_centre_the_image_centre():
     scaled = Intrinsics.pinned(640, 480).scaled_to(320, 240)
     assert (scaled.width, scaled.height) == (320, 240)
     assert (scaled.fx, scaled.fy, scaled.cx, scaled.cy) == pytest.approx((350.0, 350.0, 159.5, 119.5))
+
+
+class _Roi:
+    def __init__(self, x_offset=0, y_offset=0, width=0, height=0):
+        self.x_offset, self.y_offset, self.width, self.height = x_offset, y_offset, width, height
+
+
+class _Info:
+    """The CameraInfo fields from_camera_info reads (a real CameraInfo has the same)."""
+
+    def __init__(self, width, height, fx, cx, cy, binning=(0, 0), roi=None):
+        self.width, self.height = width, height
+        self.k = [fx, 0.0, cx, 0.0, fx, cy, 0.0, 0.0, 1.0]
+        self.binning_x, self.binning_y = binning
+        self.roi = roi or _Roi()
+
+
+def test_camera_info_of_size_zero_with_binning_is_refused_not_divided_by():
+    with pytest.raises(ValueError, match="size must be positive"):
+        from_camera_info(_Info(0, 0, 500.0, 160.0, 120.0, binning=(2, 2)))
+    with pytest.raises(ValueError, match="binning 4x4 leaves no pixels"):
+        from_camera_info(_Info(3, 3, 500.0, 1.0, 1.0, binning=(4, 4)))
+    with pytest.raises(ValueError):
+        Intrinsics(0, 0, 1.0, 1.0, 0.0, 0.0).scaled_to(10, 10)
+
+
+def test_camera_info_roi_then_binning():
+    camera = from_camera_info(_Info(1280, 960, 700.0, 639.5, 479.5, binning=(2, 2), roi=_Roi(320, 240, 640, 480)))
+    assert (camera.width, camera.height) == (320, 240)
+    assert (camera.fx, camera.cx, camera.cy) == pytest.approx((350.0, 159.5, 119.5))
+
+
+def test_fallback_intrinsics_from_parameters():
+    assert fallback_intrinsics(W, H, 0.0, 0.0, -1.0, -1.0) == Intrinsics.pinned(W, H)
+    assert fallback_intrinsics(W, H, 400.0, 0.0, 100.0, -1.0) == Intrinsics(W, H, 400.0, 400.0, 100.0, (H - 1) / 2)
+
+
+@pytest.mark.parametrize("width, height, kind", [(1, 1, "too_small"), (3, 1000, "too_small"), (20000, 1, "too_small"),
+                                                 (1000, 40, "bad_aspect_ratio")])
+def test_images_no_camera_model_can_use_are_refused(width, height, kind):
+    with pytest.raises(ImageError) as err:
+        ViewLimits().check_image(width, height)
+    assert err.value.kind == kind
+    ViewLimits().check_image(640, 480)
+    ViewLimits().check_image(1280, 360)  # 32:9 is still a camera
+
+
+@pytest.mark.parametrize("camera, kind", [
+    (Intrinsics(W, H, 1e6, 1e6, 159.5, 119.5), "bad_intrinsics"),  # the image is a speck in the view
+    (Intrinsics(W, H, 350.0, 350.0, -5000.0, 119.5), "bad_intrinsics"),  # principal point far outside
+    (Intrinsics(W, H, 1e-4, 1e-4, 159.5, 119.5), "bad_intrinsics"),  # the view spans a fraction of a pixel
+    (Intrinsics(6000, 4500, 3 * 6562.5, 3 * 6562.5, 2999.5, 2249.5), "view_too_large"),  # 3x long lens, 6000 px
+])
+def test_implausible_intrinsics_are_refused_before_allocating(camera, kind):
+    with pytest.raises(ImageError) as err:
+        ViewLimits().check_view(camera, W, H)
+    assert err.value.kind == kind
+
+
+def test_plausible_intrinsics_pass():
+    for camera in (Intrinsics.pinned(W, H), Intrinsics(640, 480, 500.0, 500.0, 319.5, 239.5),
+                   Intrinsics(160, 120, 300.0, 300.0, 70.0, 50.0), Intrinsics.pinned(4096, 3072)):
+        ViewLimits().check_view(camera, W, H)
+
+
+def test_padding_allocates_about_the_view_not_the_view_plus_the_image():
+    # A wide image with a long lens: the view is a small part of it, padded on one side.
+    image = np.full((480, 8000, 3), 90, np.uint8)
+    camera = Intrinsics(8000, 480, 700.0, 700.0, 7990.0, 239.5)
+    tracemalloc.start()
+    out = to_pinned(image, camera, W, H)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert out.shape == (H, W, 3) and out[H // 2, 10].tolist() == [90, 90, 90] and out[H // 2, -10].tolist() == [0, 0, 0]
+    assert peak < 4 * 640 * 480 * 3, f"{peak / 2**20:.1f} MiB for a {W}x{H} view"

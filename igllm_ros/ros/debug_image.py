@@ -29,8 +29,8 @@ class DebugImageComposer:
     re-rendering is off (one warning) and the overlay alone is published.
     """
 
-    def __init__(self, warn=print):
-        self._warn = warn
+    def __init__(self, warn=print, info=print):
+        self._warn, self._info = warn, info
         self._gl_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="igllm_debug_gl")
         self._renderer = None  # None: not made yet; False: cannot be made here
 
@@ -61,6 +61,7 @@ class DebugImageComposer:
                 from igllm_ros.data.render import SceneRenderer
 
                 renderer = SceneRenderer(width=width, height=height)
+                self._info(f"debug_rerender: made the OpenGL renderer ({width}x{height}); it is kept until shutdown")
             except Exception as err:  # no OpenGL here: the overlay alone still helps
                 self._warn(f"debug_rerender off: cannot create the renderer ({err})")
                 renderer = False

@@ -105,7 +105,7 @@ class IgllmNode(LifecycleNode):
         self._warned_at: dict[str, float] = {}
         self._subscriptions_made: list = []
         self._publishers_made: dict = {}
-        self._debug = DebugImageComposer(warn=self.get_logger().warning)
+        self._debug = DebugImageComposer(warn=self.get_logger().warning, info=self.get_logger().info)
         self._images_group = MutuallyExclusiveCallbackGroup()
         services_group = MutuallyExclusiveCallbackGroup()  # reconstruct waits for the model
         self.create_service(SetBool, "~/enable", self._guard(self._on_enable, _refused_response))

@@ -68,6 +68,13 @@ def rss_mib(pid: int) -> tuple[float, float]:
     return int(fields["VmRSS"].split()[0]) / 1024.0, int(fields["VmHWM"].split()[0]) / 1024.0
 
 
+def thread_count(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("Threads:"):
+            return int(line.split()[1])
+    raise ValueError(f"no thread count for process {pid}")
+
+
 class Probe(processes.Watcher):
     """A node in its own context that watches and pokes the processes under test."""
 
