@@ -181,3 +181,13 @@ def test_a_forked_child_starts_its_own_worker_and_leaves_the_parents_alone(rende
     child.join(timeout=30)
     assert child.exitcode == 0 and pixels > 20
     assert np.array_equal(renderer.render_mask(SPREAD), before)  # the parent's worker still answers
+
+
+def test_lamp_jitter_is_deterministic_per_seed_and_moves_the_light(cycles_env):
+    scene = Scene(objects=(_obj("cube", "gray", rotation=20.0), _obj("sphere", "cyan", "metal", x=0.08, y=-0.05)))
+    with cycles.CyclesRenderer(96, 72, samples=4) as r:
+        nominal = r.render_rgb(scene).astype(int)
+        first, again, other = (r.render_rgb(scene, light_jitter_seed=s).astype(int) for s in (3, 3, 4))
+        assert np.array_equal(nominal, r.render_rgb(scene).astype(int))
+    assert np.array_equal(first, again)
+    assert np.abs(first - nominal).mean() > 0.5 and np.abs(first - other).mean() > 0.5

@@ -37,6 +37,7 @@ REQUIREMENTS = ROOT / "requirements-cycles.txt"
 WORKER = Path(__file__).with_name("cycles_worker.py")
 STARTUP_TIMEOUT_S = 180.0  # importing bpy and building the stage: seconds, slower when loaded
 RENDER_TIMEOUT_S = 600.0
+LOG_LIMIT_BYTES = 1 << 20
 DEFAULT_SAMPLES = 16  # + OpenImageDenoise: 0.38 to 0.49/255 mean from 128 samples (docs/cycles.md)
 
 
@@ -136,7 +137,7 @@ class _Worker:
         self.tmp = tempfile.TemporaryDirectory(prefix="igllm-cycles-")
         self.log_path = Path(self.tmp.name) / "worker.log"
         read_fd, write_fd = os.pipe()
-        with open(self.log_path, "wb") as log:
+        with open(self.log_path, "ab") as log:  # append mode: the client may truncate it
             self.process = subprocess.Popen(
                 # -I: not the script's folder on sys.path, where our cycles.py would shadow
                 # Blender's own "cycles" add-on; nor PYTHONPATH or the user's site-packages.
@@ -165,6 +166,8 @@ class _Worker:
             raise CyclesWorkerError("this Cycles worker belongs to the parent process; create the renderer after forking")
         if not self.alive():
             raise CyclesWorkerError(self._death_message("before the request"))
+        if self.log_path.stat().st_size > LOG_LIMIT_BYTES:
+            os.truncate(self.log_path, 0)  # Blender logs every render; only the latest lines matter
         try:
             self.process.stdin.write((json.dumps(payload) + "\n").encode())
             self.process.stdin.flush()
@@ -187,7 +190,11 @@ class _Worker:
         return json.loads(line)
 
     def _death_message(self, when: str) -> str:
-        tail = self.log_path.read_text(errors="replace")[-1500:] if self.log_path.exists() else ""
+        tail = ""
+        if self.log_path.exists():
+            with open(self.log_path, "rb") as log:
+                log.seek(max(0, log.seek(0, os.SEEK_END) - 1500))
+                tail = log.read().decode(errors="replace")
         return f"Cycles worker exited (code {self.process.poll()}) {when}; last output:\n{tail}"
 
     def stop(self) -> None:
