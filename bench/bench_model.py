@@ -115,13 +115,14 @@ def steps_per_scene(reconstruct, images: list[np.ndarray], skip_forced: bool | N
     return float(np.mean([r.steps for r in reconstruct(images, **kwargs)]))
 
 
-def stage_breakdown(model, images: list[np.ndarray], device: torch.device, path: str, batch: int) -> dict[str, float]:
+def stage_breakdown(model, images: list[np.ndarray], device: torch.device, path: str, batch: int, clock: str = "wall") -> dict[str, float]:
     """IG-LLM only: ms per scene in each decoding stage (decode.StageTimer), one image at
     a time (batch 1) or `batch` at a time, plus passes per scene and ms per decode pass.
-    The vision tower and the projector are told apart by hooks around the projector."""
+    The vision tower and the projector are told apart by hooks around the projector.
+    clock "cpu" counts this thread's CPU time instead of wall time (a shared machine)."""
     from igllm_ros.model.decode import StageTimer, reconstruct
 
-    timer = StageTimer(device)
+    timer = StageTimer(device, time.thread_time if clock == "cpu" else time.perf_counter)
     hooks = []
     projector = getattr(model, "projector", None)
     if projector is not None:
@@ -169,6 +170,7 @@ def bench_device(path: str, device: torch.device, args) -> dict:
         "dtype": str(dtype).replace("torch.", ""),
         "input_size": list(size),
         "parameters": sum(p.numel() for p in model.parameters()),
+        "clock": args.clock,
     }
     if is_igllm:
         from igllm_ros.model import decode
@@ -190,7 +192,7 @@ def bench_device(path: str, device: torch.device, args) -> dict:
             result[f"steps_{count}obj_noskip"] = steps_per_scene(reconstruct, images, False) if has_skip else None
             if is_igllm:
                 for batch in (1, args.batch):
-                    result[f"stages_{count}obj_batch{batch}"] = stage_breakdown(model, images, device, args.path, batch)
+                    result[f"stages_{count}obj_batch{batch}"] = stage_breakdown(model, images, device, args.path, batch, args.clock)
     # Training in float32 weights (as igllm-train keeps them), bf16 autocast on CUDA.
     if args.train_steps > 0:
         del model
@@ -246,7 +248,7 @@ def format_stages(result: dict, batch: int) -> list[str]:
     labels = [f"{s} (ms/scene)" for s in stages] + ["total (ms/scene)", "passes (per batch)", "one decode pass (ms)"]
     keys = stages + ["total", "passes", "ms per decode pass"]
     width = max(len(label) for label in labels)
-    lines = [f"stage breakdown, {result['device']} {result['dtype']}:", f"  {'':<{width}}" + "".join(f"  {f'{c} obj, batch {b}':>16}" for c, b in columns)]
+    lines = [f"stage breakdown ({result['clock']} time), {result['device']} {result['dtype']}:", f"  {'':<{width}}" + "".join(f"  {f'{c} obj, batch {b}':>16}" for c, b in columns)]
     for label, key in zip(labels, keys):
         lines.append(f"  {label:<{width}}" + "".join(f"  {t.get(key, 0.0):>16.2f}" for t in tables))
     return lines
@@ -263,6 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--train-batch", type=int, default=16)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--path", default="auto", choices=("auto", "fast", "generic"), help="IG-LLM decoding path: auto (fast where supported) | fast | generic (transformers)")
+    p.add_argument("--clock", default="wall", choices=("wall", "cpu"), help="stage breakdown in wall time, or in CPU time (CPU device on a shared machine)")
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--data", default=None, help="take scenes from this dataset directory instead of rendering them")
     p.add_argument("--json", default=None, help="also write the figures to this JSON file")

@@ -16,17 +16,20 @@ only, so every sequence sees exactly what it would see alone.
 """
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import torch
 
 from igllm_ros import program, world
-from igllm_ros.model.fields import FIELDS
+from igllm_ros.model import fast_llama
 from igllm_ros.model.grammar import Cursor
 from igllm_ros.reconstruction import Reconstruction
 
+GENERIC = "transformers"
 
-@torch.no_grad()
-def reconstruct(model, images: list[np.ndarray], max_objects: int = world.MAX_OBJECTS, skip_forced: bool = True) -> list[Reconstruction]:
+
+def reconstruct(model, images: list[np.ndarray], max_objects: int = world.MAX_OBJECTS, skip_forced: bool = True, path: str = "auto", timer: "StageTimer | None" = None) -> list[Reconstruction]:
     from igllm_ros.images import resize_rgb
 
     if isinstance(images, np.ndarray) and images.ndim == 3:
@@ -37,7 +40,55 @@ def reconstruct(model, images: list[np.ndarray], max_objects: int = world.MAX_OB
     if not 0 <= int(max_objects) <= world.MAX_OBJECTS:
         raise ValueError(f"max_objects must be in 0..{world.MAX_OBJECTS}, got {max_objects}")
     pixels = torch.from_numpy(np.stack([resize_rgb(im, model.input_size) for im in images])).permute(0, 3, 1, 2)
-    return decode(model, pixels.to(model.device), int(max_objects), skip_forced)
+    return decode(model, pixels.to(model.device), int(max_objects), skip_forced, path, timer)
+
+
+def llm_path(model, path: str = "auto") -> str:
+    """Which forward decoding uses: "fast-llama" (fast_llama.py) where it supports the LLM,
+    else "transformers"; `path` forces one ("fast" raises if unsupported)."""
+    if path not in ("auto", "fast", "generic"):
+        raise ValueError(f"path must be 'auto', 'fast' or 'generic', got {path!r}")
+    if path == "generic":
+        return GENERIC
+    reason = fast_llama.unsupported_reason(model.llm)
+    if reason is None:
+        return fast_llama.NAME
+    if path == "fast":
+        raise ValueError(f"the fast decoding path does not support this model's LLM: {reason}")
+    return GENERIC
+
+
+def describe_path(model) -> str:
+    """The decoding path and, for the generic one, why the fast one was not taken."""
+    reason = fast_llama.unsupported_reason(model.llm)
+    return fast_llama.NAME if reason is None else f"{GENERIC} ({reason})"
+
+
+class StageTimer:
+    """Time per decoding stage (the benchmark's breakdown): mark(stage) books the time
+    since the previous mark to `stage`, after waiting for the device. `clock` is wall time
+    by default; time.thread_time measures the CPU work alone on a shared machine."""
+
+    def __init__(self, device: torch.device, clock=time.perf_counter):
+        self.device = torch.device(device)
+        self.clock = clock
+        self.seconds: dict[str, float] = {}
+        self.passes = 0
+        self.restart()
+
+    def restart(self) -> None:
+        self._sync()
+        self._last = self.clock()
+
+    def mark(self, stage: str) -> None:
+        self._sync()
+        now = self.clock()
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + now - self._last
+        self._last = now
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
 
 
 class _Sequence:
@@ -54,52 +105,60 @@ class _Sequence:
         self.steps = 0
 
 
-@torch.no_grad()
-def decode(model, pixels: torch.Tensor, max_objects: int, skip_forced: bool = True) -> list[Reconstruction]:
-    from transformers import DynamicCache
+class _GenericSession:
+    """transformers' own forward with a DynamicCache (any causal LM, peft-wrapped too)."""
 
+    def __init__(self, model, image: torch.Tensor):
+        from transformers import DynamicCache
+
+        self.model, self.image = model, image
+        self.cache = DynamicCache()
+        self.attention = torch.ones(image.shape[:2], dtype=torch.long, device=image.device)
+
+    def forward(self, embeds: torch.Tensor, valid: torch.Tensor, positions: torch.Tensor, padded: bool) -> torch.Tensor:
+        width = embeds.shape[1]
+        self.attention = torch.cat([self.attention, valid.long()], dim=1)
+        if self.image is not None:
+            image, self.image = self.image, None
+            batch, prefix, _ = image.shape
+            embeds = torch.cat([image, embeds], dim=1)
+            positions = torch.cat([torch.arange(prefix, device=positions.device).expand(batch, prefix), positions], dim=1)
+        hidden = self.model.hidden_states(embeds, attention_mask=self.attention, position_ids=positions, past_key_values=self.cache)
+        return hidden[:, -width:]
+
+
+@torch.inference_mode()
+def decode(model, pixels: torch.Tensor, max_objects: int, skip_forced: bool = True, path: str = "auto", timer: StageTimer | None = None) -> list[Reconstruction]:
+    mark = timer.mark if timer is not None else _no_mark
     grammar = model.grammar
     float_mode = model.numeric_head is not None
     feedback = model.value_embedding is not None
     image = model.encode_images(pixels)
+    mark("vision + projector")
     batch, prefix = image.shape[0], image.shape[1]
+    if llm_path(model, path) == fast_llama.NAME:
+        session = fast_llama.FastLlama(model.llm).start(image)
+    else:
+        session = _GenericSession(model, image)
     sequences = [_Sequence(Cursor(grammar, max_objects), prefix) for _ in range(batch)]
     for seq in sequences:
         seq.run = [grammar.bos_id]
         seq.run_values = [0.0]
         _extend_run(seq, grammar, skip_forced, float_mode, feedback)
-
-    cache = DynamicCache()
-    attention = torch.ones(batch, prefix, dtype=torch.long, device=model.device)
-    first = True
+    stage = "prefill"
     while any(seq.run for seq in sequences):
-        width = max(len(seq.run) for seq in sequences)
-        ids = torch.full((batch, width), grammar.pad_id, dtype=torch.long)
-        valid = torch.zeros((batch, width), dtype=torch.long)
-        positions = torch.zeros((batch, width), dtype=torch.long)
-        values = torch.zeros((batch, width), dtype=torch.float32)
-        for b, seq in enumerate(sequences):
-            n = len(seq.run)
-            positions[b] = seq.position + torch.arange(width).clamp(max=max(n - 1, 0))
-            if n:
-                ids[b, :n] = torch.tensor(seq.run)
-                valid[b, :n] = 1
-                values[b, :n] = torch.tensor(seq.run_values)
-        ids, valid, positions, values = (t.to(model.device) for t in (ids, valid, positions, values))
-        embeds = model.embed_tokens(ids, ids == grammar.num_id, values).to(image.dtype)
-        attention = torch.cat([attention, valid], dim=1)
-        if first:
-            embeds = torch.cat([image, embeds], dim=1)
-            image_positions = torch.arange(prefix, device=model.device).expand(batch, prefix)
-            positions = torch.cat([image_positions, positions], dim=1)
-            first = False
-        hidden = model.hidden_states(embeds, attention_mask=attention, position_ids=positions, past_key_values=cache)
-        hidden = hidden[:, -width:]
         lengths = [len(seq.run) for seq in sequences]
+        ids, valid, positions, values = _pass_inputs(sequences, lengths, grammar.pad_id, model.device)
+        embeds = model.embed_tokens(ids, ids == grammar.num_id, values).to(image.dtype)
+        mark("glue (grammar, Python)")
+        hidden = session.forward(embeds, valid, positions, padded=min(lengths) != max(lengths))
         last = torch.tensor([max(n - 1, 0) for n in lengths], device=hidden.device)
-        last_hidden = hidden[torch.arange(batch, device=hidden.device), last]
-        logits = model.logits(last_hidden).float().cpu()
+        logits = model.logits(hidden[torch.arange(batch, device=hidden.device), last]).float().cpu()
         head = model.numeric_head(hidden).float().cpu() if float_mode else None
+        mark(stage)
+        stage = "decode passes"
+        if timer is not None:
+            timer.passes += 1
         for b, seq in enumerate(sequences):
             n = lengths[b]
             if not n:
@@ -109,20 +168,45 @@ def decode(model, pixels: torch.Tensor, max_objects: int, skip_forced: bool = Tr
             if head is not None:
                 for index, completed in seq.run_numbers:
                     normalised = float(head[b, index - 1]) if index > 0 else seq.last_value
-                    completed.value = FIELDS[completed.segment.name].denormalise(normalised)
+                    completed.value = grammar.fields[completed.segment.name].denormalise(normalised)
                 seq.last_value = float(head[b, n - 1])
             seq.logits = logits[b]
             seq.run, seq.run_values, seq.run_numbers = [], [], []
             _extend_run(seq, grammar, skip_forced, float_mode, feedback)
-
-    results = []
-    for seq in sequences:
-        text = seq.cursor.text()
-        scene, _ = program.parse_program(text, strict=True)
-        confidences = seq.cursor.attribute_confidences()
-        objects = [program.with_confidences(o, c) for o, c in zip(scene.objects, confidences)]
-        results.append(Reconstruction(scene=scene.with_objects(objects), program=text, steps=seq.steps))
+    results = [_result(seq) for seq in sequences]
+    mark("glue (grammar, Python)")
     return results
+
+
+def _pass_inputs(sequences: list[_Sequence], lengths: list[int], pad_id: int, device) -> tuple[torch.Tensor, ...]:
+    """One pass's token ids, valid flags, position ids and feedback values (B, width):
+    runs right-padded; padded slots repeat the last position (they are masked anyway)."""
+    width = max(lengths)
+    ids, valid, positions, values = [], [], [], []
+    for seq, n in zip(sequences, lengths):
+        pad = width - n
+        ids.append(seq.run + [pad_id] * pad)
+        valid.append([True] * n + [False] * pad)
+        positions.append([seq.position + min(i, max(n - 1, 0)) for i in range(width)])
+        values.append(seq.run_values + [0.0] * pad)
+    return (
+        torch.tensor(ids, dtype=torch.long, device=device),
+        torch.tensor(valid, dtype=torch.bool, device=device),
+        torch.tensor(positions, dtype=torch.long, device=device),
+        torch.tensor(values, dtype=torch.float32, device=device),
+    )
+
+
+def _result(seq: _Sequence) -> Reconstruction:
+    text = seq.cursor.text()
+    scene, _ = program.parse_program(text, strict=True)
+    confidences = seq.cursor.attribute_confidences()
+    objects = [program.with_confidences(o, c) for o, c in zip(scene.objects, confidences)]
+    return Reconstruction(scene=scene.with_objects(objects), program=text, steps=seq.steps)
+
+
+def _no_mark(stage: str) -> None:
+    pass
 
 
 def _extend_run(seq: _Sequence, grammar, skip_forced: bool, float_mode: bool, feedback: bool) -> None:
@@ -162,7 +246,7 @@ def _extend_run(seq: _Sequence, grammar, skip_forced: bool, float_mode: bool, fe
         if is_num:
             completed = cursor.done[-1]
             if feedback:
-                completed.value = FIELDS[completed.segment.name].denormalise(value)
+                completed.value = grammar.fields[completed.segment.name].denormalise(value)
             else:
                 seq.run_numbers.append((len(seq.run), completed))
         seq.run.append(token)

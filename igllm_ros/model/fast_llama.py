@@ -1,0 +1,184 @@
+"""A lean Llama forward for decoding: the transformers model's own weights (nothing is
+copied), a preallocated KV cache (kv_cache.py) and only the tensor ops the computation
+needs, instead of transformers' generic forward and DynamicCache, whose per-call
+overhead dominated a decoding pass of the small LLMs used here.
+
+The ops follow transformers' Llama (modeling_llama.py) one for one: RMSNorm in float32,
+RoPE from the model's inv_freq, scaled_dot_product_attention with the same masks (none
+and is_causal for an unpadded prefill, none for one unpadded query, else a boolean mask),
+SwiGLU MLP. One computation is left out: in the last layer, the image tokens of the
+prefill need only their keys and values (their outputs are never read), so their
+attention output and MLP are not computed.
+
+`unsupported_reason(llm)` says why an LLM cannot take this path (peft/LoRA wrappers,
+other architectures, RoPE scaling, biases, ...); decode.py then uses the generic one.
+"""
+from __future__ import annotations
+
+import weakref
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from igllm_ros.model.kv_cache import StaticKVCache
+
+NAME = "fast-llama"
+
+# Per rotary module: (inv_freq, device, dtype) -> cos and sin tables by position.
+_ROPE_TABLES: "weakref.WeakKeyDictionary[nn.Module, tuple]" = weakref.WeakKeyDictionary()
+
+
+def unsupported_reason(llm: nn.Module) -> str | None:
+    """None when the fast path computes exactly what transformers' forward does for this
+    LLM, else a short reason."""
+    try:
+        from transformers import LlamaForCausalLM
+    except ImportError:
+        return "transformers has no Llama"
+    if hasattr(llm, "get_base_model"):
+        return "peft-wrapped LLM"
+    if type(llm) is not LlamaForCausalLM:
+        return f"{type(llm).__name__} is not a plain LlamaForCausalLM"
+    config = llm.config
+    rope = getattr(config, "rope_parameters", None) or getattr(config, "rope_scaling", None) or {}
+    checks = {
+        "activation": config.hidden_act == "silu",
+        "no attention bias": not getattr(config, "attention_bias", False),
+        "no MLP bias": not getattr(config, "mlp_bias", False),
+        "pretraining_tp 1": getattr(config, "pretraining_tp", 1) == 1,
+        "default RoPE": rope.get("rope_type", "default") == "default",
+        "RoPE scaling 1": float(getattr(llm.model.rotary_emb, "attention_scaling", 1.0)) == 1.0,
+    }
+    failed = [name for name, ok in checks.items() if not ok]
+    if failed:
+        return "needs " + ", ".join(failed)
+    for layer in llm.model.layers[: config.num_hidden_layers]:
+        attn, mlp = layer.self_attn, layer.mlp
+        linears = (attn.q_proj, attn.k_proj, attn.v_proj, attn.o_proj, mlp.gate_proj, mlp.up_proj, mlp.down_proj)
+        if any(type(m) is not nn.Linear or m.bias is not None for m in linears):
+            return "a layer's projections are not plain bias-free nn.Linear"
+    return None
+
+
+class _Layer:
+    """One decoder layer's weights (the module's parameters themselves)."""
+
+    def __init__(self, layer: nn.Module):
+        attn, mlp = layer.self_attn, layer.mlp
+        self.q, self.k, self.v, self.o = attn.q_proj.weight, attn.k_proj.weight, attn.v_proj.weight, attn.o_proj.weight
+        self.gate, self.up, self.down = mlp.gate_proj.weight, mlp.up_proj.weight, mlp.down_proj.weight
+        self.norm1, self.eps1 = layer.input_layernorm.weight, layer.input_layernorm.variance_epsilon
+        self.norm2, self.eps2 = layer.post_attention_layernorm.weight, layer.post_attention_layernorm.variance_epsilon
+
+
+class FastLlama:
+    """The lean forward over a LlamaForCausalLM's weights; start() opens a decoding
+    session (its KV cache) for one batch of images."""
+
+    name = NAME
+
+    def __init__(self, llm: nn.Module):
+        reason = unsupported_reason(llm)
+        if reason is not None:
+            raise ValueError(f"the fast Llama path does not support this LLM: {reason}")
+        config, inner = llm.config, llm.model
+        self.layers = [_Layer(layer) for layer in inner.layers[: config.num_hidden_layers]]
+        self.norm, self.eps = inner.norm.weight, inner.norm.variance_epsilon
+        self.heads = config.num_attention_heads
+        self.kv_heads = config.num_key_value_heads
+        attn = inner.layers[0].self_attn
+        self.head_dim, self.scaling = attn.head_dim, attn.scaling
+        self.rotary = inner.rotary_emb
+        self.max_positions = config.max_position_embeddings
+
+    def start(self, image: torch.Tensor) -> "FastLlamaSession":
+        return FastLlamaSession(self, image)
+
+    def rope(self, positions: torch.Tensor, size: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos and sin (B, 1, T, head_dim) at `positions` (B, T), every position < size,
+        from a table computed as transformers computes them (float32, then cast)."""
+        inv_freq = self.rotary.inv_freq
+        key = (inv_freq.data_ptr(), inv_freq._version, inv_freq.device, dtype)
+        cached = _ROPE_TABLES.get(self.rotary)
+        if cached is None or cached[0] != key or cached[1].shape[0] < size:
+            table = torch.arange(max(size, self.max_positions), device=inv_freq.device).float()
+            freqs = table[:, None] * inv_freq.float()
+            emb = torch.cat((freqs, freqs), dim=-1)
+            cached = (key, emb.cos().to(dtype), emb.sin().to(dtype))
+            _ROPE_TABLES[self.rotary] = cached
+        return cached[1][positions].unsqueeze(1), cached[2][positions].unsqueeze(1)
+
+    def forward(self, cache: StaticKVCache, x: torch.Tensor, valid: torch.Tensor, positions: torch.Tensor, rows: int, padded: bool) -> torch.Tensor:
+        """x (B, T, hidden) at `positions`, valid (B, T) bool -> the final (normed) hidden
+        states of the last `rows` tokens (B, rows, hidden); keys and values go to the cache."""
+        start, end = cache.append_slots(valid, padded)
+        cos, sin = self.rope(positions, end, x.dtype)
+        last = len(self.layers) - 1
+        for index, layer in enumerate(self.layers):
+            x = self._layer(layer, index, cache, x, cos, sin, start, end, rows if index == last else x.shape[1])
+        return _rms_norm(x, self.norm, self.eps)
+
+    def _layer(self, w: _Layer, index: int, cache: StaticKVCache, x, cos, sin, start: int, end: int, rows: int):
+        batch, length, _ = x.shape
+        h = _rms_norm(x, w.norm1, w.eps1)
+        k = F.linear(h, w.k).view(batch, length, self.kv_heads, self.head_dim).transpose(1, 2)
+        v = F.linear(h, w.v).view(batch, length, self.kv_heads, self.head_dim).transpose(1, 2)
+        keys, values = cache.store(index, start, _rotate(k, cos, sin), v)
+        if rows < length:  # only the last rows' outputs are needed
+            x, h, cos, sin = x[:, -rows:], h[:, -rows:], cos[:, :, -rows:], sin[:, :, -rows:]
+        q = _rotate(F.linear(h, w.q).view(batch, rows, self.heads, self.head_dim).transpose(1, 2), cos, sin)
+        if self.heads != self.kv_heads:
+            keys = keys.repeat_interleave(self.heads // self.kv_heads, dim=1)
+            values = values.repeat_interleave(self.heads // self.kv_heads, dim=1)
+        mask, causal = _attention_mask(cache, start, end, rows)
+        attn = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, is_causal=causal, scale=self.scaling)
+        x = x + F.linear(attn.transpose(1, 2).reshape(batch, rows, -1), w.o)
+        h = _rms_norm(x, w.norm2, w.eps2)
+        return x + F.linear(F.silu(F.linear(h, w.gate)) * F.linear(h, w.up), w.down)
+
+
+class FastLlamaSession:
+    """One batch's decoding: the first forward is the prefill (the image tokens, then the
+    first run), each later one appends a run."""
+
+    def __init__(self, runner: FastLlama, image: torch.Tensor):
+        self.runner = runner
+        self.image = image
+        batch, prefix, _ = image.shape
+        self.cache = StaticKVCache(len(runner.layers), batch, runner.kv_heads, runner.head_dim, prefix + 128, image.dtype, image.device)
+
+    def forward(self, embeds: torch.Tensor, valid: torch.Tensor, positions: torch.Tensor, padded: bool) -> torch.Tensor:
+        """embeds (B, W, hidden), valid (B, W) bool, positions (B, W) -> (B, W, hidden)."""
+        rows = embeds.shape[1]
+        if self.image is not None:
+            image, self.image = self.image, None
+            batch, prefix, _ = image.shape
+            embeds = torch.cat([image, embeds], dim=1)
+            image_positions = torch.arange(prefix, device=positions.device).expand(batch, prefix)
+            positions = torch.cat([image_positions, positions], dim=1)
+            valid = torch.cat([torch.ones((batch, prefix), dtype=torch.bool, device=valid.device), valid], dim=1)
+        return self.runner.forward(self.cache, embeds, valid, positions, rows, padded)
+
+
+def _attention_mask(cache: StaticKVCache, start: int, end: int, rows: int) -> tuple[torch.Tensor | None, bool]:
+    """(mask, is_causal) as transformers' sdpa path chooses them: no mask where nothing
+    is padded and causality is implicit (a whole prefill) or trivial (one query)."""
+    if not cache.has_padding:
+        if start == 0 and rows == end:
+            return None, True
+        if rows == 1:
+            return None, False
+    return cache.mask(start, end, rows), False
+
+
+def _rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    # LlamaRMSNorm: in float32, then back to the input dtype.
+    h = x.to(torch.float32)
+    h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + eps)
+    return weight * h.to(x.dtype)
+
+
+def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    return x * cos + torch.cat((-x[..., half:], x[..., :half]), dim=-1) * sin
