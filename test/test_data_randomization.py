@@ -233,3 +233,21 @@ def test_sensor_effects():
     texture = np.repeat((((u * 7 + v * 13) % 37) * 6).astype(np.uint8)[..., None], 3, axis=2)
     jpeg = apply_sensor(texture, replace(NOMINAL_LOOK, jpeg_quality=60))
     assert jpeg.shape == texture.shape and 1.0 < np.abs(jpeg.astype(int) - texture).mean() < 40.0
+
+
+def test_factor_groups_isolate_one_group_and_sheets_are_written(tmp_path):
+    from igllm_ros.data.factors import FACTOR_GROUPS, factor_sheets, isolate
+
+    rng = np.random.default_rng(2)
+    lighting, look = next((lt, lk) for lt, lk in (sample_look(rng) for _ in range(20)) if lk is not None)
+    for group in FACTOR_GROUPS:
+        iso_lighting, iso_look = isolate(lighting, look, group)
+        lighting_fields, look_fields = FACTOR_GROUPS[group]
+        for name in look.to_dict():
+            expected = getattr(look if name in look_fields else NOMINAL_LOOK, name)
+            assert getattr(iso_look, name) == expected, (group, name)
+        for name in NOMINAL.to_dict():
+            assert getattr(iso_lighting, name) == getattr(lighting if name in lighting_fields else NOMINAL, name), (group, name)
+    paths = factor_sheets(tmp_path, count=3)
+    assert sorted(p.name for p in paths) == sorted(f"dr_{g}.png" for g in FACTOR_GROUPS)
+    assert all(p.stat().st_size > 10_000 for p in paths)
