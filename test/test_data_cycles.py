@@ -91,6 +91,26 @@ def test_masks_line_up_to_a_fraction_of_a_pixel(renderer, reference):
         assert np.all(np.abs(offset) < 0.2), f"object {i}: centroid offset {offset} px"
 
 
+def test_sphere_masks_match_the_analytic_silhouettes_at_pixel_centres(renderer):
+    # independent of moderngl: the ray through each pixel centre (i + 0.5, j + 0.5) meets the sphere
+    camera = Camera(loc=(0.36, -0.31, 0.28))
+    spheres = (_obj("sphere", x=0.06, y=-0.04), _obj("sphere", "blue", size="small", x=-0.14, y=0.13))
+    mask = renderer.render_mask(Scene(objects=spheres, camera=camera))
+    k = intrinsics(W, H)
+    u, v = np.meshgrid(np.arange(W) + 0.5, np.arange(H) + 0.5)
+    rot, t = camera.table_from_optical()
+    dirs = np.stack([(u - k[0, 2]) / k[0, 0], (v - k[1, 2]) / k[1, 1], np.ones_like(u)], axis=-1) @ rot.T
+    dirs /= np.linalg.norm(dirs, axis=-1, keepdims=True)
+    for i, sphere in enumerate(spheres):
+        oc = t - np.asarray(sphere.loc)
+        analytic = (dirs @ oc) ** 2 - (oc @ oc - world.radius("sphere", sphere.size) ** 2) > 0
+        rendered = mask == i
+        assert analytic.sum() > 150
+        # a 64-gon mesh, inscribed: only pixel centres within ~0.05 px of the outline may differ
+        assert (analytic ^ rendered).sum() <= 0.01 * analytic.sum(), (i, (analytic ^ rendered).sum(), analytic.sum())
+        assert (rendered & ~analytic).sum() == 0
+
+
 def test_projected_centres_fall_inside_their_own_cycles_mask(renderer):
     mask = renderer.render_mask(SPREAD)
     opt = SPREAD.camera.to_optical(np.array([o.loc for o in SPREAD.objects]))
