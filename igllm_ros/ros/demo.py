@@ -104,26 +104,18 @@ def main(argv=None) -> int:
         log_path=out / "sim.log",
     )
     probe = processes.Watcher("igllm_demo")
-    truths: dict[int, object] = {}
-    scenes: list = []
+    pairing = Pairing(msg_to_scene)
     debug: dict[int, object] = {}
-
-    def key(header) -> int:
-        return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
-
-    probe.node.create_subscription(Scene, "scene_gt", lambda m: truths.__setitem__(key(m.header), m), 50)
-    probe.node.create_subscription(Scene, "scene", scenes.append, 50)
-    probe.node.create_subscription(Image, "debug_image", lambda m: debug.__setitem__(key(m.header), m), 5)
+    probe.node.create_subscription(Scene, "scene_gt", lambda m: pairing.truths.__setitem__(stamp_key(m.header), m), 50)
+    probe.node.create_subscription(Scene, "scene", pairing.scenes.append, 50)
+    probe.node.create_subscription(Image, "debug_image", lambda m: debug.__setitem__(stamp_key(m.header), m), 5)
     recorder = BagRecorder(
         probe.node,
         out / "bag",
         [("image", Image), ("camera_info", CameraInfo), ("scene_gt", Scene), ("scene", Scene),
          ("markers", MarkerArray), ("debug_image", Image), ("/diagnostics", DiagnosticArray)],
     )
-    pairs = []
-    shown = 0
-    first_seen: dict[int, float] = {}  # when a scene was first looked at, by stamp
-    frame_of: dict[int, int] = {}  # frame number of each shown scene, by stamp
+    pairs = pairing.pairs
     deadline = time.monotonic() + args.timeout
     print(f"demo: camera simulator at {args.rate} Hz + igllm_node with {args.model}; logs in {out}/", flush=True)
     try:
@@ -136,32 +128,15 @@ def main(argv=None) -> int:
                     print(f"demo: {name} exited ({process.returncode}):\n{processes.read_log(process)[-3000:]}", file=sys.stderr)
                     return 1
             probe.spin(0.05)
-            _save_debug_images(debug, frame_of, out)
-            while shown < len(scenes) and len(pairs) < args.frames:
-                scene_msg = scenes[shown]
-                stamp = key(scene_msg.header)
-                truth_msg = truths.get(stamp)
-                if truth_msg is None:
-                    if time.monotonic() - first_seen.setdefault(stamp, time.monotonic()) < 1.0:
-                        break  # its ground truth may still be on the way
-                    shown += 1
-                    continue
-                shown += 1
-                frame_of[stamp] = len(pairs) + 1
-                pred, true = msg_to_scene(scene_msg), msg_to_scene(truth_msg)
-                pairs.append((pred, true))
-                print(f"\nframe {len(pairs)}/{args.frames}  stamp {scene_msg.header.stamp.sec}.{scene_msg.header.stamp.nanosec:09d}"
-                      f"  objects: true {len(true.objects)}, predicted {len(pred.objects)}"
-                      f"  latency {scene_msg.latency_ms:.0f} ms (model {scene_msg.inference_time_ms:.0f} ms)")
-                print(f"  {'truth':{COLUMN}} | prediction  ([!] marks a wrong shape/color/material/size)")
-                for row in side_by_side_table(pred, true):
-                    print(row)
+            _save_debug_images(debug, pairing.frame_of, out)
+            for scene_msg, pred, true in pairing.advance(args.frames):
+                print_frame(len(pairs), args.frames, scene_msg, pred, true)
                 print("  " + summary_line(metrics.evaluate(pairs)), flush=True)
     except KeyboardInterrupt:
         print("demo: interrupted", file=sys.stderr)
     finally:
         probe.spin(0.5)  # the last debug image
-        _save_debug_images(debug, frame_of, out)
+        _save_debug_images(debug, pairing.frame_of, out)
         recorder.close()
         probe.close()
         processes.stop(sim)
@@ -173,6 +148,52 @@ def main(argv=None) -> int:
     print(f"debug images: {out}/debug_*.png   recording: {out}/bag/ ({sum(recorder.counts.values())} messages; "
           f"open in Foxglove or `ros2 bag info {out}/bag`)   logs: {out}/node.log, {out}/sim.log")
     return 0 if len(pairs) >= args.frames else 1
+
+
+def stamp_key(header) -> int:
+    return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
+
+
+class Pairing:
+    """Pairs each reconstructed scene with its ground truth (same stamp) as both arrive."""
+
+    def __init__(self, to_scene):
+        self.to_scene = to_scene  # Scene message -> igllm_ros.scene.Scene
+        self.truths: dict[int, object] = {}
+        self.scenes: list = []
+        self.pairs: list = []  # (predicted, true) scenes
+        self.frame_of: dict[int, int] = {}  # frame number of each shown scene, by stamp
+        self._shown = 0
+        self._first_seen: dict[int, float] = {}  # when a scene was first looked at, by stamp
+
+    def advance(self, limit: int) -> list:
+        """(scene message, predicted, true) of the scenes newly paired, up to limit pairs in all."""
+        new = []
+        while self._shown < len(self.scenes) and len(self.pairs) < limit:
+            scene_msg = self.scenes[self._shown]
+            stamp = stamp_key(scene_msg.header)
+            truth_msg = self.truths.get(stamp)
+            if truth_msg is None:
+                if time.monotonic() - self._first_seen.setdefault(stamp, time.monotonic()) < 1.0:
+                    break  # its ground truth may still be on the way
+                self._shown += 1
+                continue
+            self._shown += 1
+            self.frame_of[stamp] = len(self.pairs) + 1
+            pred, true = self.to_scene(scene_msg), self.to_scene(truth_msg)
+            self.pairs.append((pred, true))
+            new.append((scene_msg, pred, true))
+        return new
+
+
+def print_frame(number: int, frames: int, scene_msg, pred, true) -> None:
+    stamp = scene_msg.header.stamp
+    print(f"\nframe {number}/{frames}  stamp {stamp.sec}.{stamp.nanosec:09d}"
+          f"  objects: true {len(true.objects)}, predicted {len(pred.objects)}"
+          f"  latency {scene_msg.latency_ms:.0f} ms (model {scene_msg.inference_time_ms:.0f} ms)")
+    print(f"  {'truth':{COLUMN}} | prediction  ([!] marks a wrong shape/color/material/size)")
+    for row in side_by_side_table(pred, true):
+        print(row)
 
 
 def _save_debug_images(debug: dict, frame_of: dict, out: Path) -> None:
