@@ -175,3 +175,19 @@ def test_a_camera_that_stops_and_restarts(rig):
         camera.image()
     assert math.isfinite(float(diagnostics(got)["latency_ms_p50"]))
     camera.clock_offset_s = 0.0
+
+
+def test_an_implausible_fx_parameter_refuses_frames_as_bad_intrinsics(rig):
+    # No good camera_info has arrived in this rig (only NaN/inf ones), so fx/fy/cx/cy apply.
+    probe, camera, got, node = rig
+    before = {k: int(diagnostics(got).get(f"bad_input.{k}", 0)) for k in ("bad_intrinsics", "internal_error")}
+    assert probe.set_parameters(NODE, {"fx": 1e6}) == [(True, "")]  # inside the declared range
+    bad = [camera.image() for _ in range(3)]
+    probe.wait_for(lambda: int(diagnostics(got).get("bad_input.bad_intrinsics", 0)) > before["bad_intrinsics"], 15,
+                   "bad_intrinsics on /diagnostics")
+    assert int(diagnostics(got).get("bad_input.internal_error", 0)) == before["internal_error"]
+    bad_stamps = {stamp_ns(m.header) for m in bad}
+    assert not [s for s in got["scene"] if stamp_ns(s.header) in bad_stamps]
+    assert probe.set_parameters(NODE, {"fx": 0.0}) == [(True, "")]
+    wait_for_scene_of(probe, got, camera.image())
+    assert node.poll() is None
