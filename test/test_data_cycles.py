@@ -211,3 +211,15 @@ def test_lamp_jitter_is_deterministic_per_seed_and_moves_the_light(cycles_env):
         assert np.array_equal(nominal, r.render_rgb(scene).astype(int))
     assert np.array_equal(first, again)
     assert np.abs(first - nominal).mean() > 0.5 and np.abs(first - other).mean() > 0.5
+
+
+def test_gpu_either_renders_the_same_masks_or_says_there_is_none(renderer):
+    try:
+        gpu = cycles.CyclesRenderer(W, H, samples=1, device="GPU", private_worker=True)
+    except cycles.CyclesUnavailable as err:  # this project's development machine: CPU only
+        assert "no GPU" in str(err)
+        return
+    with gpu:
+        assert gpu.device != "CPU"
+        agree = (gpu.render_mask(SPREAD) == renderer.render_mask(SPREAD)).mean()
+    assert agree > 0.999

@@ -133,7 +133,7 @@ def scene_description(scene: Scene, width: int, height: int, light_jitter_seed: 
 class _Worker:
     """One Blender process: JSON requests on its stdin, replies on a pipe of their own."""
 
-    def __init__(self, python: Path, threads: int):
+    def __init__(self, python: Path, threads: int, device: str = "CPU"):
         self.tmp = tempfile.TemporaryDirectory(prefix="igllm-cycles-")
         self.log_path = Path(self.tmp.name) / "worker.log"
         read_fd, write_fd = os.pipe()
@@ -141,7 +141,7 @@ class _Worker:
             self.process = subprocess.Popen(
                 # -I: not the script's folder on sys.path, where our cycles.py would shadow
                 # Blender's own "cycles" add-on; nor PYTHONPATH or the user's site-packages.
-                [str(python), "-I", str(WORKER), "--reply-fd", str(write_fd), "--threads", str(threads)],
+                [str(python), "-I", str(WORKER), "--reply-fd", str(write_fd), "--threads", str(threads), "--device", device],
                 stdin=subprocess.PIPE,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -153,10 +153,14 @@ class _Worker:
         self.users = 0
         self.owner_pid = os.getpid()  # a forked child must not talk to its parent's worker
         try:
-            self.blender = self._read_reply(STARTUP_TIMEOUT_S, "starting")["blender"]
+            ready = self._read_reply(STARTUP_TIMEOUT_S, "starting")
         except CyclesWorkerError as err:
             self.stop()
             raise CyclesUnavailable(str(err)) from err
+        if not ready.get("ok"):
+            self.stop()
+            raise CyclesUnavailable(f"the Cycles worker could not start: {ready.get('error')}")
+        self.blender, self.device = ready["blender"], ready["device"]
 
     def alive(self) -> bool:
         return self.owner_pid == os.getpid() and self.process.poll() is None
@@ -216,56 +220,64 @@ class _Worker:
         self.tmp.cleanup()
 
 
-_shared: _Worker | None = None  # one worker per process: renderers of any size share it
+_shared: dict[str, _Worker] = {}  # per device, one worker per process: renderers of any size share it
 
 
-def _acquire_worker(threads: int) -> _Worker:
-    global _shared
-    if _shared is None or not _shared.alive():
-        if _shared is not None:
-            _shared.stop()  # a dead one's pipes; nothing if it is a forked parent's
-        _shared = _Worker(ensure_environment(), threads)
-    _shared.users += 1
-    return _shared
+def _acquire_worker(threads: int, device: str) -> _Worker:
+    worker = _shared.get(device)
+    if worker is None or not worker.alive():
+        if worker is not None:
+            worker.stop()  # a dead one's pipes; nothing if it is a forked parent's
+        worker = _shared[device] = _Worker(ensure_environment(), threads, device)
+    worker.users += 1
+    return worker
 
 
 def _release_worker(worker: _Worker) -> None:
-    global _shared
     worker.users -= 1
     if worker.users <= 0:
         worker.stop()
-        if _shared is worker:
-            _shared = None
+        if _shared.get(worker.device) is worker:
+            del _shared[worker.device]
 
 
 class CyclesRenderer:
     """Renders a Scene with Blender Cycles in CLEVR's look; masks follow render.py's convention.
 
     samples: Cycles path samples per pixel for RGB (adaptive, then OpenImageDenoise).
-    threads: CPU threads Cycles uses (default: every core).
+    threads: CPU threads Cycles uses (default: every core; a shared worker keeps its first).
+    device: "CPU", or "GPU" for the first of OptiX, CUDA, HIP, oneAPI with a device
+        (CyclesUnavailable if none). Only the CPU path is tested on this project's machines.
     private_worker: a Blender process of its own instead of the one renderers share.
     """
 
     def __init__(self, width: int = world.IMAGE_WIDTH, height: int = world.IMAGE_HEIGHT,
                  samples: int = DEFAULT_SAMPLES, denoise: bool = True, threads: int | None = None,
-                 private_worker: bool = False):
+                 device: str = "CPU", private_worker: bool = False):
         if int(width) <= 0 or int(height) <= 0:
             raise ValueError(f"image size must be positive, got {width}x{height}")
         if int(samples) <= 0:
             raise ValueError(f"samples must be positive, got {samples}")
+        if device not in ("CPU", "GPU"):
+            raise ValueError(f"device must be 'CPU' or 'GPU', got {device!r}")
         self.width, self.height = int(width), int(height)
         self.samples, self.denoise = int(samples), bool(denoise)
         threads = threads or os.cpu_count() or 1
         if private_worker:
-            self._worker = _Worker(ensure_environment(), threads)
+            self._worker = _Worker(ensure_environment(), threads, device)
             self._worker.users = 1
         else:
-            self._worker = _acquire_worker(threads)
+            self._worker = _acquire_worker(threads, device)
         self.last_seconds = 0.0  # the worker's time for the latest render (Cycles itself)
 
     @property
     def blender_version(self) -> str:
         return self._worker.blender
+
+    @property
+    def device(self) -> str:
+        """What Cycles renders on: "CPU" or the GPU backend ("OPTIX", "CUDA", ...)."""
+        return self._worker.device
 
     def render_rgb(self, scene: Scene, light_jitter_seed: int | None = None) -> np.ndarray:
         """(H, W, 3) uint8. light_jitter_seed: None for CLEVR's nominal lamps, else CLEVR's

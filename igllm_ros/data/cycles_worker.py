@@ -140,11 +140,12 @@ class Stage:
     Each render replaces only the objects and moves the camera (and lamps, if jittered).
     """
 
-    def __init__(self, threads: int):
+    def __init__(self, threads: int, device: str = "CPU"):
         bpy.ops.wm.read_factory_settings(use_empty=True)
         self.scene = bpy.context.scene
         self.scene.render.engine = "CYCLES"
         self._render_settings(threads)
+        self.device = use_gpu() if device == "GPU" else "CPU"
         self.meshes = build_meshes()
         self.materials = {}
         self.index_material = index_emission_material()
@@ -290,15 +291,36 @@ class Stage:
         bpy.ops.render.render(write_still=True)
 
 
-def serve(reply_fd: int, threads: int) -> None:
+def use_gpu() -> str:
+    """Points Cycles at the first GPU backend with a device; its name, or RuntimeError."""
+    prefs = bpy.context.preferences.addons["cycles"].preferences
+    for backend in ("OPTIX", "CUDA", "HIP", "ONEAPI"):
+        try:
+            prefs.compute_device_type = backend
+        except TypeError:  # not built into this wheel
+            continue
+        prefs.get_devices()  # refreshes the list for this backend
+        if any(d.type == backend for d in prefs.devices):
+            for d in prefs.devices:
+                d.use = d.type == backend
+            bpy.context.scene.cycles.device = "GPU"
+            return backend
+    raise RuntimeError("Cycles found no GPU (tried OptiX, CUDA, HIP, oneAPI); use device='CPU'")
+
+
+def serve(reply_fd: int, threads: int, device: str) -> None:
     replies = os.fdopen(reply_fd, "w", buffering=1)
 
     def reply(**fields) -> None:
         replies.write(json.dumps(fields) + "\n")
         replies.flush()
 
-    stage = Stage(threads)
-    reply(ok=True, ready=True, blender=bpy.app.version_string)
+    try:
+        stage = Stage(threads, device)
+    except Exception as err:  # e.g. no GPU: the client says why it cannot start
+        reply(ok=False, error=f"{type(err).__name__}: {err}", trace=traceback.format_exc(limit=4))
+        return
+    reply(ok=True, ready=True, blender=bpy.app.version_string, device=stage.device)
     for line in sys.stdin:
         if not line.strip():
             continue
@@ -321,8 +343,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--reply-fd", type=int, required=True)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--device", choices=("CPU", "GPU"), default="CPU")
     args = parser.parse_args()
-    serve(args.reply_fd, args.threads)
+    serve(args.reply_fd, args.threads, args.device)
 
 
 if __name__ == "__main__":
