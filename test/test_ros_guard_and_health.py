@@ -94,3 +94,28 @@ def test_untrusted_latencies_stay_out_of_the_percentiles():
     stats.scene_published(30.0, 5.0)
     snap = stats.snapshot()
     assert snap["latency_ms_p50"] == 30.0 and snap["scenes_published"] == 2
+
+
+def test_an_exception_in_a_transition_is_an_internal_error_and_the_node_stays_usable():
+    """In-process (real rclpy, no DDS): a model loader with a bug fails configure with ERROR,
+    on_error brings the node back to unconfigured, and the fault is counted."""
+    import rclpy
+    from rclpy.lifecycle import TransitionCallbackReturn
+
+    from igllm_ros.ros.node import IgllmNode
+
+    def broken_loader(path, device, dtype, torch_threads):
+        raise AttributeError("a loader bug, not a ModelUnavailable")
+
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    node = IgllmNode(model_loader=broken_loader, context=context)
+    try:
+        assert node.lifecycle_state() == "unconfigured"
+        assert node.trigger_configure() == TransitionCallbackReturn.ERROR
+        assert node.lifecycle_state() == "unconfigured"
+        assert node.stats.bad_inputs["internal_error"] == 1
+        assert node.trigger_configure() == TransitionCallbackReturn.ERROR  # and again: still no crash
+    finally:
+        node.destroy_node()
+        rclpy.shutdown(context=context)
