@@ -61,8 +61,6 @@ def _generate(args) -> int:
 
 
 def _show(args) -> int:
-    from PIL import Image
-
     from igllm_ros.data.dataset import SceneDataset
     from igllm_ros.data.sheet import contact_sheet, to_palette
 
