@@ -1,7 +1,8 @@
 """The Blender Cycles renderer: same camera and pixels as the moderngl renderer (instance
 masks agree), CLEVR's colour convention, clean errors. Renders for real in .venv-cycles,
-which ensure_environment() creates on first use (~40 s, a ~520 MB download); the tests
-skip only when that environment cannot be created on this machine."""
+which ensure_environment() creates on first use (~1.5 min, a ~520 MB download); the tests
+skip only when that environment cannot be created on this machine (or IGLLM_CYCLES_AUTO_SETUP=0
+forbids creating it). docs/cycles.md has the figures these thresholds sit under."""
 import numpy as np
 import pytest
 
