@@ -251,3 +251,19 @@ def test_factor_groups_isolate_one_group_and_sheets_are_written(tmp_path):
     paths = factor_sheets(tmp_path, count=3)
     assert sorted(p.name for p in paths) == sorted(f"dr_{g}.png" for g in FACTOR_GROUPS)
     assert all(p.stat().st_size > 10_000 for p in paths)
+
+
+def test_val_cycles_samples_are_val_id_scenes_drawn_by_cycles(small_renderer):
+    cycles = pytest.importorskip("igllm_ros.data.cycles")
+    if not cycles.environment_ready():  # setting it up downloads Blender: not inside a unit test
+        pytest.skip("the Cycles environment is not set up (igllm-data generate --split val_cycles sets it up)")
+    try:
+        rgb, record = make_sample("val_cycles", 0, 0, small_renderer)
+        reference_rgb, reference = make_sample("val_id", 0, 0, small_renderer)
+    finally:
+        rgb_renderers.release_all()
+    assert record["renderer"] == "cycles" and record["split"] == "val_cycles"
+    same = {k: v for k, v in record.items() if k not in ("id", "split", "renderer")}
+    assert same == {k: v for k, v in reference.items() if k not in ("id", "split")}
+    assert rgb.shape == reference_rgb.shape and rgb.dtype == np.uint8
+    assert np.abs(rgb.astype(int) - reference_rgb).mean() > 2.0  # another renderer drew it

@@ -14,7 +14,7 @@ from typing import Iterator
 from igllm_ros import world
 from igllm_ros.data.dataset import Sample
 from igllm_ros.data.records import make_sample, scene_from_record
-from igllm_ros.data.rgb_renderers import check_available
+from igllm_ros.data.rgb_renderers import check_available, release_all
 from igllm_ros.data.splits import split_rule
 
 
@@ -58,3 +58,4 @@ def _samples(split: str, seed: int, width: int, height: int, start: int) -> Iter
             yield Sample(image=rgb, scene=scene_from_record(record), meta=record)
     finally:
         renderer.release()
+        release_all()  # a Cycles renderer, if the split made one
