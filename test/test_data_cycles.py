@@ -176,6 +176,8 @@ def test_bad_scenes_give_clear_errors(renderer):
         renderer.render_mask(Scene(objects=(SceneObject("cone", "red", "rubber", "large", (0, 0, 0.02)),)))
     with pytest.raises(ValueError, match="image size"):
         cycles.CyclesRenderer(0, 240)
+    with pytest.raises(ValueError, match="at most 254"):
+        renderer.render_mask(Scene(objects=(_obj("sphere"),) * 255))
     assert np.all(renderer.render_mask(Scene()) == -1)  # an empty (predicted) scene is fine
 
 

@@ -38,6 +38,7 @@ WORKER = Path(__file__).with_name("cycles_worker.py")
 STARTUP_TIMEOUT_S = 180.0  # importing bpy and building the stage: seconds, slower when loaded
 RENDER_TIMEOUT_S = 600.0
 LOG_LIMIT_BYTES = 1 << 20
+MAX_MASK_OBJECTS = 254  # the mask pass writes index + 1 into an 8-bit grey PNG
 DEFAULT_SAMPLES = 16  # + OpenImageDenoise: 0.38 to 0.49/255 mean from 128 samples (docs/cycles.md)
 
 
@@ -102,6 +103,8 @@ def _stderr_fd():
 
 def scene_description(scene: Scene, width: int, height: int, light_jitter_seed: int | None = None) -> dict:
     """The minimal, JSON-ready scene the worker renders: all geometry comes from here."""
+    if len(scene.objects) > MAX_MASK_OBJECTS:
+        raise ValueError(f"{len(scene.objects)} objects: the mask pass encodes at most {MAX_MASK_OBJECTS}")
     k = intrinsics(width, height)
     rot, t = scene.camera.table_from_optical()
     objects = []
