@@ -12,9 +12,13 @@ def summarize(records) -> dict:
     images, objects_per_scene, visible = 0, Counter(), []
     attributes = {name: Counter() for name in world.ATTRIBUTES}
     pairs = Counter()
-    cube_yaws = []
+    cube_yaws, cameras, looks = [], [], Counter()
     for record in records:
         images += 1
+        cameras.append(world.camera_spherical(record["camera"]["loc"]))
+        if "look" in record:
+            look = record["look"]
+            looks["nominal" if look is None else f"{look['rig']}/{look['color_convention']}"] += 1
         objects_per_scene[len(record["objects"])] += 1
         for o in record["objects"]:
             for name in attributes:
@@ -30,11 +34,19 @@ def summarize(records) -> dict:
         "attributes": {name: dict(sorted(c.items())) for name, c in attributes.items()},
         "shape_color": {f"{s}/{c}": n for (s, c), n in sorted(pairs.items())},
         "cube_yaw_range_deg": [min(cube_yaws), max(cube_yaws)] if cube_yaws else None,
+        "camera": _ranges(np.array(cameras).reshape(-1, 3), ("distance_m", "elevation_deg", "azimuth_deg")),
+        "looks": dict(sorted(looks.items())) or None,
         "visible_pixels": {
             "min": int(min(visible)) if visible else 0,
             "median": float(np.median(visible)) if visible else 0.0,
         },
     }
+
+
+def _ranges(values: np.ndarray, names) -> dict:
+    if not len(values):
+        return {}
+    return {name: [float(values[:, i].min()), float(values[:, i].max())] for i, name in enumerate(names)}
 
 
 def format_summary(summary: dict, title: str = "") -> str:
@@ -54,6 +66,11 @@ def format_summary(summary: dict, title: str = "") -> str:
     if summary["cube_yaw_range_deg"]:
         lo, hi = summary["cube_yaw_range_deg"]
         lines.append(f"cube yaw range  [{lo:+.1f}, {hi:+.1f}] deg")
+    cam = summary["camera"]
+    if cam:
+        lines.append("camera  " + ", ".join(f"{name} [{lo:.3g}, {hi:.3g}]" for name, (lo, hi) in cam.items()))
+    if summary["looks"]:
+        lines.append("looks   " + ", ".join(f"{k} {v}" for k, v in summary["looks"].items()))
     vis = summary["visible_pixels"]
     lines.append(f"visible pixels per object: min {vis['min']}, median {vis['median']:.0f}")
     return "\n".join(lines)
