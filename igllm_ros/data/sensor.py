@@ -10,6 +10,7 @@ from functools import lru_cache
 
 import numpy as np
 from PIL import Image
+from scipy import ndimage
 
 from igllm_ros.data.randomization import Look
 
@@ -49,17 +50,8 @@ def _blur(img: np.ndarray, sigma: float) -> np.ndarray:
     offsets = np.arange(BLUR_TAPS) - BLUR_TAPS // 2
     kernel = np.exp(-0.5 * (offsets / sigma) ** 2).astype(np.float32)
     kernel /= kernel.sum()
-    pad = BLUR_TAPS // 2
-    h, w = img.shape[:2]
-    rows = np.pad(img, ((pad, pad), (0, 0), (0, 0)), mode="edge")
-    img = kernel[0] * rows[0:h]
-    for i in range(1, BLUR_TAPS):
-        img += kernel[i] * rows[i : i + h]
-    cols = np.pad(img, ((0, 0), (pad, pad), (0, 0)), mode="edge")
-    img = kernel[0] * cols[:, 0:w]
-    for i in range(1, BLUR_TAPS):
-        img += kernel[i] * cols[:, i : i + w]
-    return img
+    img = ndimage.convolve1d(img, kernel, axis=0, mode="nearest")
+    return ndimage.convolve1d(img, kernel, axis=1, mode="nearest")
 
 
 def apply_sensor(rgb: np.ndarray, look: Look | None) -> np.ndarray:
