@@ -8,10 +8,12 @@ record, so the image re-renders exactly. A fraction of draws keep the nominal lo
 (`Look` None: the jittered three-point rig of `train`, no sensor effects), so the nominal
 domain stays covered.
 
-Labels stay true: lamp colours are white-balanced by the "camera" (only a bounded residual
-cast is left), exposure and the lamp intensities keep objects out of black and clipping,
-and the colour convention is CLEVR's own alternative. test/test_data_randomization.py
-checks the mean colour of every object stays nearest its own colour name.
+Labels stay true: the lamps' colours are white-balanced by the "camera", and a draw is
+kept only if every world colour lit by any one lamp stays nearest its own name
+(`colour_names_hold`); highlight strength is tied to shininess so broad highlights stay
+dim; the linear colour convention is CLEVR's own. Masks do not depend on the look.
+test/test_data_randomization.py checks, on rendered images, that every object's colour
+stays nearest its own name.
 """
 from __future__ import annotations
 
