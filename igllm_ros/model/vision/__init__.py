@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from igllm_ros.model.vision import clip, efficientnet
+from igllm_ros.model.vision import clip, dinov2, efficientnet
 
 
 def _efficientnet(kind: str):
@@ -32,6 +32,7 @@ def _efficientnet(kind: str):
 KINDS = {
     "clip": (clip.build, clip.from_saved),
     **{kind: _efficientnet(kind) for kind in efficientnet.SOURCES},
+    "dinov2_small": (dinov2.build, dinov2.from_saved),
 }
 
 
@@ -53,7 +54,7 @@ def tower_from_saved(saved: dict, config) -> nn.Module:
     check_kind(kind)
     tower = KINDS[kind][1](saved)
     v = config.vision
-    if hasattr(tower, "set_trainable"):
+    if hasattr(tower, "set_trainable"):  # CNN kinds: frozen stages, BatchNorm in eval mode
         tower.set_trainable(None if not v.freeze else v.train_last_stages)
     elif v.freeze:
         tower.requires_grad_(False)

