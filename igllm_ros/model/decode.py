@@ -148,7 +148,7 @@ def decode(model, pixels: torch.Tensor, max_objects: int, skip_forced: bool = Tr
     stage = "prefill"
     while any(seq.run for seq in sequences):
         lengths = [len(seq.run) for seq in sequences]
-        ids, valid, positions, values = _pass_inputs(sequences, lengths, grammar.pad_id, model.device)
+        ids, valid, positions, values = _pass_inputs(sequences, lengths, grammar.pad_id, image.device)
         embeds = model.embed_tokens(ids, ids == grammar.num_id, values).to(image.dtype)
         mark("glue (grammar, Python)")
         hidden = session.forward(embeds, valid, positions, padded=min(lengths) != max(lengths))

@@ -8,7 +8,10 @@ RoPE from the model's inv_freq, scaled_dot_product_attention with the same masks
 and is_causal for an unpadded prefill, none for one unpadded query, else a boolean mask),
 SwiGLU MLP. One computation is left out: in the last layer, the image tokens of the
 prefill need only their keys and values (their outputs are never read), so their
-attention output and MLP are not computed.
+attention output and MLP are not computed. The q/k/v projections run as one matmul, and
+so do the MLP's gate and up projections, over concatenated copies of those weights (a
+matmul's output columns do not depend on its other columns; the copies are rebuilt when
+a weight changes, e.g. by a training step).
 
 `unsupported_reason(llm)` says why an LLM cannot take this path (peft/LoRA wrappers,
 other architectures, RoPE scaling, biases, ...); decode.py then uses the generic one.
@@ -62,12 +65,15 @@ def unsupported_reason(llm: nn.Module) -> str | None:
 
 
 class _Layer:
-    """One decoder layer's weights (the module's parameters themselves)."""
+    """One decoder layer's weights: the module's parameters, q/k/v and gate/up fused."""
 
     def __init__(self, layer: nn.Module):
         attn, mlp = layer.self_attn, layer.mlp
-        self.q, self.k, self.v, self.o = attn.q_proj.weight, attn.k_proj.weight, attn.v_proj.weight, attn.o_proj.weight
-        self.gate, self.up, self.down = mlp.gate_proj.weight, mlp.up_proj.weight, mlp.down_proj.weight
+        self.qkv = _fused(attn.q_proj.weight, attn.k_proj.weight, attn.v_proj.weight)
+        self.q_size, self.kv_size = attn.q_proj.weight.shape[0], attn.k_proj.weight.shape[0]
+        self.o = attn.o_proj.weight
+        self.gate_up = _fused(mlp.gate_proj.weight, mlp.up_proj.weight)
+        self.down = mlp.down_proj.weight
         self.norm1, self.eps1 = layer.input_layernorm.weight, layer.input_layernorm.variance_epsilon
         self.norm2, self.eps2 = layer.post_attention_layernorm.weight, layer.post_attention_layernorm.variance_epsilon
 
@@ -96,7 +102,7 @@ class FastLlama:
         return FastLlamaSession(self, image)
 
     def rope(self, positions: torch.Tensor, size: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        """cos and sin (B, 1, T, head_dim) at `positions` (B, T), every position < size,
+        """cos and sin (B, T, 1, head_dim) at `positions` (B, T), every position < size,
         from a table computed as transformers computes them (float32, then cast)."""
         inv_freq = self.rotary.inv_freq
         key = (inv_freq.data_ptr(), inv_freq._version, inv_freq.device, dtype)
@@ -107,35 +113,41 @@ class FastLlama:
             emb = torch.cat((freqs, freqs), dim=-1)
             cached = (key, emb.cos().to(dtype), emb.sin().to(dtype))
             _ROPE_TABLES[self.rotary] = cached
-        return cached[1][positions].unsqueeze(1), cached[2][positions].unsqueeze(1)
+        return cached[1][positions].unsqueeze(2), cached[2][positions].unsqueeze(2)
 
     def forward(self, cache: StaticKVCache, x: torch.Tensor, valid: torch.Tensor, positions: torch.Tensor, rows: int, padded: bool) -> torch.Tensor:
         """x (B, T, hidden) at `positions`, valid (B, T) bool -> the final (normed) hidden
         states of the last `rows` tokens (B, rows, hidden); keys and values go to the cache."""
         start, end = cache.append_slots(valid, padded)
         cos, sin = self.rope(positions, end, x.dtype)
-        last = len(self.layers) - 1
+        length = x.shape[1]
+        full = _attention_mask(cache, start, end, length)
+        last = _attention_mask(cache, start, end, rows) if rows < length else full
         for index, layer in enumerate(self.layers):
-            x = self._layer(layer, index, cache, x, cos, sin, start, end, rows if index == last else x.shape[1])
+            is_last = index == len(self.layers) - 1
+            x = self._layer(layer, index, cache, x, cos, sin, start, last if is_last else full, rows if is_last else length)
         return _rms_norm(x, self.norm, self.eps)
 
-    def _layer(self, w: _Layer, index: int, cache: StaticKVCache, x, cos, sin, start: int, end: int, rows: int):
+    def _layer(self, w: _Layer, index: int, cache: StaticKVCache, x, cos, sin, start: int, mask: tuple, rows: int):
         batch, length, _ = x.shape
+        heads, kv, dim = self.heads, self.kv_heads, self.head_dim
         h = _rms_norm(x, w.norm1, w.eps1)
-        k = F.linear(h, w.k).view(batch, length, self.kv_heads, self.head_dim).transpose(1, 2)
-        v = F.linear(h, w.v).view(batch, length, self.kv_heads, self.head_dim).transpose(1, 2)
-        keys, values = cache.store(index, start, _rotate(k, cos, sin), v)
-        if rows < length:  # only the last rows' outputs are needed
-            x, h, cos, sin = x[:, -rows:], h[:, -rows:], cos[:, :, -rows:], sin[:, :, -rows:]
-        q = _rotate(F.linear(h, w.q).view(batch, rows, self.heads, self.head_dim).transpose(1, 2), cos, sin)
-        if self.heads != self.kv_heads:
-            keys = keys.repeat_interleave(self.heads // self.kv_heads, dim=1)
-            values = values.repeat_interleave(self.heads // self.kv_heads, dim=1)
-        mask, causal = _attention_mask(cache, start, end, rows)
-        attn = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, is_causal=causal, scale=self.scaling)
+        if rows < length:  # only the last rows' outputs are needed: the others get k and v only
+            k_v = F.linear(h, w.qkv[w.q_size:]).view(batch, length, 2 * kv, dim)
+            k, v = _rotate(k_v[:, :, :kv], cos, sin), k_v[:, :, kv:]
+            q = _rotate(F.linear(h[:, -rows:], w.qkv[: w.q_size]).view(batch, rows, heads, dim), cos[:, -rows:], sin[:, -rows:])
+            x = x[:, -rows:]
+        else:  # q and k rotated together (the same elementwise ops)
+            qkv = F.linear(h, w.qkv).view(batch, length, heads + 2 * kv, dim)
+            qk = _rotate(qkv[:, :, : heads + kv], cos, sin)
+            q, k, v = qk[:, :, :heads], qk[:, :, heads:], qkv[:, :, heads + kv:]
+        keys, values = cache.store(index, start, k.transpose(1, 2), v.transpose(1, 2))
+        if heads != kv:
+            keys, values = keys.repeat_interleave(heads // kv, dim=1), values.repeat_interleave(heads // kv, dim=1)
+        attn = F.scaled_dot_product_attention(q.transpose(1, 2), keys, values, attn_mask=mask[0], is_causal=mask[1], scale=self.scaling)
         x = x + F.linear(attn.transpose(1, 2).reshape(batch, rows, -1), w.o)
-        h = _rms_norm(x, w.norm2, w.eps2)
-        return x + F.linear(F.silu(F.linear(h, w.gate)) * F.linear(h, w.up), w.down)
+        gate, up = F.linear(_rms_norm(x, w.norm2, w.eps2), w.gate_up).chunk(2, dim=-1)
+        return x + F.linear(F.silu(gate) * up, w.down)
 
 
 class FastLlamaSession:
@@ -172,7 +184,20 @@ def _attention_mask(cache: StaticKVCache, start: int, end: int, rows: int) -> tu
     return cache.mask(start, end, rows), False
 
 
+def _fused(*weights: torch.Tensor) -> torch.Tensor:
+    """The weights concatenated along their output rows, kept on the first weight (a plain
+    attribute: no state_dict entry) until one of them changes."""
+    key = tuple((w.data_ptr(), w._version, w.dtype, w.device) for w in weights)
+    cached = getattr(weights[0], "_fast_llama_fused", None)
+    if cached is None or cached[0] != key:
+        cached = (key, torch.cat([w.detach() for w in weights]))
+        weights[0]._fast_llama_fused = cached
+    return cached[1]
+
+
 def _rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    if x.dtype == torch.float32 and weight.dtype == torch.float32:
+        return F.rms_norm(x, weight.shape, weight, eps)  # fused; the same float32 ops
     # LlamaRMSNorm: in float32, then back to the input dtype.
     h = x.to(torch.float32)
     h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + eps)
