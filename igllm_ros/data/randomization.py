@@ -67,7 +67,8 @@ class RandomizationRanges:
     metal_shininess: tuple[float, float] = (250.0, 900.0)  # nominal 400
     metal_specular_scale: tuple[float, float] = (0.6, 1.2)  # x 8 x shininess / 400
     metal_reflection: tuple[float, float] = (0.95, 1.5)  # environment gain, nominal 1.25
-    exposure: tuple[float, float] = (0.75, 1.15)
+    auto_exposure: float = 0.8  # share (log) of the light level's change from nominal that the camera's exposure undoes
+    exposure: tuple[float, float] = (0.75, 1.15)  # then this factor on top
     linear_exposure_scale: float = 0.7  # linear-convention albedos are 1.5-3.6x brighter: expose less
     white_balance_correction: tuple[float, float] = (0.8, 1.0)  # share (log gains) of the lamps' mean cast removed
     white_balance_residual: float = 0.06  # per-channel gain jitter after correction
@@ -176,7 +177,9 @@ def sample_look(rng: np.random.Generator, ranges: RandomizationRanges = DEFAULT_
         metal_shininess=metal_shininess,
         metal_specular=NOMINAL_LOOK.metal_specular * metal_shininess / NOMINAL_LOOK.metal_shininess * _u(rng, ranges.metal_specular_scale),
         metal_reflection=_u(rng, ranges.metal_reflection),
-        exposure=_u(rng, ranges.exposure) * (ranges.linear_exposure_scale if convention == "linear" else 1.0),
+        exposure=_auto_exposure(lighting, look, ranges)
+        * _u(rng, ranges.exposure)
+        * (ranges.linear_exposure_scale if convention == "linear" else 1.0),
     )
     return lighting, _sample_sensor(rng, ranges, look)
 
@@ -196,6 +199,19 @@ def _sample_lights(rng: np.random.Generator, ranges: RandomizationRanges, rig: s
         )
         look = replace(look, shadow_light="sun" if look.sun_intensity > lighting.key_intensity else "key")
     return lighting, replace(look, white_balance=_white_balance(rng, ranges, lighting, look))
+
+
+def light_level(lighting: Lighting, look: Look) -> float:
+    """Irradiance of an upward-facing surface: ambient plus every lamp's share from above."""
+    level = lighting.ambient_intensity
+    for which in ("key", "fill", "back"):
+        level += getattr(lighting, f"{which}_intensity") * max(float(lighting.direction(which)[2]), 0.0)
+    return level + look.sun_intensity * max(float(look.sun_direction()[2]), 0.0)
+
+
+def _auto_exposure(lighting: Lighting, look: Look, ranges: RandomizationRanges) -> float:
+    """The camera's exposure for this light level: a sun on top of three lamps is not 2x brighter."""
+    return (light_level(NOMINAL, NOMINAL_LOOK) / light_level(lighting, look)) ** ranges.auto_exposure
 
 
 def _chromaticity(linear_rgb: np.ndarray) -> np.ndarray:
