@@ -208,5 +208,7 @@ def build(config: ModelConfig) -> IGLLM:
         from igllm_ros.model.warm_start import load_matching
 
         copied, fresh = load_matching(model, towers.resolve_path(config.init_from))
-        print(f"igllm: {len(copied)} tensors from {config.init_from}, {len(fresh)} fresh", flush=True)
+        trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+        print(f"igllm: {len(copied)} tensors from {config.init_from}; trainable and fresh: "
+              f"{', '.join(sorted(set(fresh) & trainable)) or 'none'}", flush=True)
     return model
