@@ -12,6 +12,8 @@ KIND = "igllm"
 NUMBER_MODES = ("char", "float")
 PROJECTORS = ("linear", "mlp2")
 ATTRIBUTE_TOKENS = ("joint", "separate")
+# The vision tower kinds of igllm_ros.model.vision.KINDS (which checks it is the same set).
+VISION_KINDS = ("clip", "efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "dinov2_small")
 
 
 @dataclass(frozen=True)
@@ -122,9 +124,8 @@ class ModelConfig:
         if self.value_feedback and self.numbers != "float":
             raise ValueError("model.value_feedback needs model.numbers: float")
         v = self.vision
-        from igllm_ros.model.vision import check_kind
-
-        check_kind(v.kind)
+        if v.kind not in VISION_KINDS:
+            raise ValueError(f"model.vision.kind is {v.kind!r}; expected one of {VISION_KINDS}")
         if v.kind == "dinov2_small":
             if w % 14 or h % 14:
                 raise ValueError(f"model.input_size {tuple(self.input_size)} must be a multiple of 14 for dinov2_small")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from igllm_ros.model.config import VISION_KINDS
 from igllm_ros.model.vision import clip, dinov2, efficientnet
 
 
@@ -34,6 +35,7 @@ KINDS = {
     **{kind: _efficientnet(kind) for kind in efficientnet.SOURCES},
     "dinov2_small": (dinov2.build, dinov2.from_saved),
 }
+assert set(KINDS) == set(VISION_KINDS), "model.config.VISION_KINDS must list the registry's kinds"
 
 
 def check_kind(kind: str) -> None:
