@@ -243,11 +243,14 @@ def test_factor_groups_isolate_one_group_and_sheets_are_written(tmp_path):
     for group in FACTOR_GROUPS:
         iso_lighting, iso_look = isolate(lighting, look, group)
         lighting_fields, look_fields = FACTOR_GROUPS[group]
-        for name in look.to_dict():
-            expected = getattr(look if name in look_fields else NOMINAL_LOOK, name)
-            assert getattr(iso_look, name) == expected, (group, name)
         for name in NOMINAL.to_dict():
             assert getattr(iso_lighting, name) == getattr(lighting if name in lighting_fields else NOMINAL, name), (group, name)
+        for name in set(look.to_dict()) - {"exposure"}:
+            assert getattr(iso_look, name) == getattr(look if name in look_fields else NOMINAL_LOOK, name), (group, name)
+    # exposure: the lighting sheet's automatic part times the appearance sheet's rest
+    exposures = {group: isolate(lighting, look, group)[1].exposure for group in FACTOR_GROUPS}
+    assert exposures["lighting"] * exposures["appearance"] == pytest.approx(look.exposure)
+    assert exposures["floor"] == exposures["sensor"] == 1.0
     paths = factor_sheets(tmp_path, count=3)
     assert sorted(p.name for p in paths) == sorted(f"dr_{g}.png" for g in FACTOR_GROUPS)
     assert all(p.stat().st_size > 10_000 for p in paths)

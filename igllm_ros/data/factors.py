@@ -12,11 +12,12 @@ from pathlib import Path
 import numpy as np
 
 from igllm_ros.data.lighting import NOMINAL, Lighting
-from igllm_ros.data.randomization import NOMINAL_LOOK, RIGS, Look, sample_look
+from igllm_ros.data.randomization import NOMINAL_LOOK, RIGS, Look, auto_exposure, sample_look
 
 _LAMPS = tuple(f"{w}_{p}" for w in ("key", "fill", "back") for p in ("azimuth_deg", "elevation_deg", "intensity", "color"))
 # Which fields of Lighting and Look each group owns. White balance goes with the lamps: the
 # camera balances the lamps' colours, and the two together are the light as recorded.
+# Exposure is shared (see isolate).
 FACTOR_GROUPS = {
     "lighting": (
         _LAMPS + ("ambient_intensity", "ambient_color"),
@@ -31,19 +32,26 @@ assert {n for _, look in FACTOR_GROUPS.values() for n in look} == {f.name for f 
 
 
 def isolate(lighting: Lighting, look: Look, group: str) -> tuple[Lighting, Look]:
-    """The nominal lighting and look with only `group`'s fields taken from (lighting, look)."""
+    """The nominal lighting and look with only `group`'s fields taken from (lighting, look).
+
+    Exposure is split: its auto-exposure part (which follows the lamps) goes with the
+    lighting group, the rest (random factor, colour convention) with appearance.
+    """
     lighting_fields, look_fields = FACTOR_GROUPS[group]
-    return (
-        replace(NOMINAL, **{n: getattr(lighting, n) for n in lighting_fields}),
-        replace(NOMINAL_LOOK, **{n: getattr(look, n) for n in look_fields}),
-    )
+    values = {n: getattr(look, n) for n in look_fields}
+    automatic = auto_exposure(lighting, look)
+    if group == "lighting":
+        values["exposure"] = automatic
+    elif group == "appearance":
+        values["exposure"] = look.exposure / automatic
+    return replace(NOMINAL, **{n: getattr(lighting, n) for n in lighting_fields}), replace(NOMINAL_LOOK, **values)
 
 
 def describe(lighting: Lighting, look: Look, group: str) -> str:
     """A short line with the group's main values, for the sheet's tiles."""
     if group == "lighting":
         sun = f" sun {look.sun_intensity:.2f}" if look.sun_intensity > 0 else ""
-        return f"{look.rig} key {lighting.key_intensity:.2f}{sun} amb {lighting.ambient_intensity:.2f} soft {look.shadow_softness:.1f}"
+        return f"{look.rig} key {lighting.key_intensity:.2f}{sun} amb {lighting.ambient_intensity:.2f} soft {look.shadow_softness:.1f} ae {look.exposure:.2f}"
     if group == "floor":
         g = lighting.ground_color
         return f"ground {g[0]:.2f} {g[1]:.2f} {g[2]:.2f} tex {look.texture_amplitude:.2f}/{100 * look.texture_scale_m:.1f}cm"

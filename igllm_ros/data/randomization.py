@@ -177,7 +177,7 @@ def sample_look(rng: np.random.Generator, ranges: RandomizationRanges = DEFAULT_
         metal_shininess=metal_shininess,
         metal_specular=NOMINAL_LOOK.metal_specular * metal_shininess / NOMINAL_LOOK.metal_shininess * _u(rng, ranges.metal_specular_scale),
         metal_reflection=_u(rng, ranges.metal_reflection),
-        exposure=_auto_exposure(lighting, look, ranges)
+        exposure=auto_exposure(lighting, look, ranges)
         * _u(rng, ranges.exposure)
         * (ranges.linear_exposure_scale if convention == "linear" else 1.0),
     )
@@ -209,7 +209,7 @@ def light_level(lighting: Lighting, look: Look) -> float:
     return level + look.sun_intensity * max(float(look.sun_direction()[2]), 0.0)
 
 
-def _auto_exposure(lighting: Lighting, look: Look, ranges: RandomizationRanges) -> float:
+def auto_exposure(lighting: Lighting, look: Look, ranges: RandomizationRanges = DEFAULT_RANGES) -> float:
     """The camera's exposure for this light level: a sun on top of three lamps is not 2x brighter."""
     return (light_level(NOMINAL, NOMINAL_LOOK) / light_level(lighting, look)) ** ranges.auto_exposure
 
