@@ -32,6 +32,11 @@ bench-reliability: setup
 bench-accuracy: setup
 	@$(ENV) python bench/bench_accuracy.py
 
+.PHONY: bench-node-accuracy
+# The same metrics through igllm_node over DDS, this script an outside client (data/<split>, rendered when missing).
+bench-node-accuracy: setup
+	@$(ENV) python bench/bench_node_accuracy.py --markdown out/bench_node_accuracy/table.md
+
 .PHONY: cycles-env bench-cycles
 # The Blender Cycles environment (.venv-cycles; ~40 s, a 520 MB download on first use).
 cycles-env:
