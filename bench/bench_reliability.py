@@ -3,7 +3,9 @@
 An outside client (this process) floods the node (its own process, over DDS) with one kind
 of bad input at --rate Hz for --seconds, then streams valid images at 10 Hz until
 /diagnostics says OK again. Prints per kind: messages sent and the achieved rate, how many
-the node counted under that kind, the diagnostics levels seen in the second half of the
+the node took (images_received; best effort with depth 1 loses some under load), how many
+it counted under that kind (for kinds refused after the mailbox, the rest of those taken
+were replaced there by newer ones), the diagnostics levels seen in the second half of the
 flood, seconds until OK after it, the node's RSS before and after and its peak (VmHWM).
 Then --cycles deactivate/activate cycles with a debug-image subscriber, with RSS along
 the way. The targets (issue 14): WARN during, OK after, counted, memory flat, alive.
@@ -82,6 +84,7 @@ def run_flood(kind, case, rig, args, harness, hostile) -> dict:
     setup, send_one, teardown = case
     setup()
     before = diagnostics.count(kind)
+    received_before = int(diagnostics.latest()["images_received"])
     rss_before, _ = harness.rss_mib(node.pid)
     start = time.monotonic()
     sent = hostile.flood(probe, send_one, args.seconds, args.rate)
@@ -90,6 +93,7 @@ def run_flood(kind, case, rig, args, harness, hostile) -> dict:
     late = diagnostics.since(start + args.seconds / 2)
     probe.spin(1.5)  # the last counts
     counted = diagnostics.count(kind) - before
+    received = int(diagnostics.latest()["images_received"]) - received_before
     rss_after, peak = harness.rss_mib(node.pid)
     try:
         to_ok = hostile.stream_until(probe, camera, lambda: diagnostics.latest().get("_level") == 0, 60,
@@ -97,7 +101,7 @@ def run_flood(kind, case, rig, args, harness, hostile) -> dict:
     except TimeoutError:
         to_ok = float("nan")
     messages = sorted({v["_message"].split(":")[0] for v in late})
-    return dict(kind=kind, sent=sent, rate=sent / elapsed, counted=counted,
+    return dict(kind=kind, sent=sent, rate=sent / elapsed, counted=counted, received=received,
                 levels="/".join(sorted({LEVELS.get(v["_level"], "?") for v in late})) or "-",
                 message="; ".join(messages)[:48], to_ok=to_ok, rss_before=rss_before, rss_after=rss_after, peak=peak,
                 alive=node.poll() is None)
@@ -148,10 +152,10 @@ def main() -> int:
         returncode = harness.stop(node)
     print(f"\nigllm_node under hostile input: {args.seconds:g} s floods at {args.rate:g} Hz, then valid images at 10 Hz "
           f"(model {args.model or 'fresh test model'}); node exit code {returncode}")
-    print(f"{'kind':19} {'sent':>5} {'Hz':>6} {'counted':>7} {'during':>10} {'OK after s':>10} "
+    print(f"{'kind':19} {'sent':>5} {'Hz':>6} {'taken':>5} {'counted':>7} {'during':>10} {'OK after s':>10} "
           f"{'RSS MiB before/after/peak':>26} alive  message during")
     for r in rows:
-        print(f"{r['kind']:19} {r['sent']:5d} {r['rate']:6.1f} {r['counted']:7d} {r['levels']:>10} {r['to_ok']:10.1f} "
+        print(f"{r['kind']:19} {r['sent']:5d} {r['rate']:6.1f} {r['received']:5d} {r['counted']:7d} {r['levels']:>10} {r['to_ok']:10.1f} "
               f"{r['rss_before']:8.0f}/{r['rss_after']:.0f}/{r['peak']:.0f}{'':>6} {'yes' if r['alive'] else 'NO':5}  "
               f"{r['message']}")
     if cycles:

@@ -178,6 +178,7 @@ def test_a_flood_of_bad_input_warns_during_and_recovers_after(rig, kind):
     if kind == "bad_intrinsics":
         rig.camera.camera_info(fx=1e6)
     before = rig.diagnostics.count(kind)
+    received_before, dropped_before = (int(rig.diagnostics.latest()[k]) for k in ("images_received", "frames_dropped"))
     rss_before = harness.rss_mib(rig.node.pid)[0]
     start = time.monotonic()
     sent = flood(rig.probe, lambda: rig.camera.send(bad_msg, wait=0.0), seconds=4.0)
@@ -191,9 +192,15 @@ def test_a_flood_of_bad_input_warns_during_and_recovers_after(rig, kind):
         assert rig.probe.set_parameters(NODE, {"no_scene_error_s": 30.0}) == [(True, "")]
     rig.probe.spin(1.5)  # the last counts on /diagnostics
     counted = rig.diagnostics.count(kind) - before
-    assert 0 < counted <= sent
-    if kind == "too_small":  # refused from the header, before the mailbox: every one that arrived
-        assert counted >= 0.8 * sent, f"{counted} of {sent} counted"
+    received = int(rig.diagnostics.latest()["images_received"]) - received_before
+    dropped = int(rig.diagnostics.latest()["frames_dropped"]) - dropped_before
+    # Best effort with depth 1 loses some under load; of those the node took, each one is
+    # counted (refused from the header) or replaced by a newer one in the mailbox.
+    assert 0 < counted <= received <= sent
+    if kind == "too_small":
+        assert counted == received, f"{counted} counted of {received} received"
+    else:
+        assert counted + dropped >= received - 2, f"{counted} counted + {dropped} dropped of {received} received"
     if kind == "bad_intrinsics":
         rig.camera.camera_info()
     stream_until(rig.probe, rig.camera, lambda: rig.diagnostics.latest().get("_level") == OK, 20, what="diagnostics OK")
