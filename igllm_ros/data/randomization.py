@@ -70,7 +70,7 @@ class RandomizationRanges:
     auto_exposure: float = 0.8  # share (log) of the light level's change from nominal that the camera's exposure undoes
     exposure: tuple[float, float] = (0.75, 1.15)  # then this factor on top
     linear_exposure_scale: float = 0.7  # linear-convention albedos are 1.5-3.6x brighter: expose less
-    white_balance_correction: tuple[float, float] = (0.8, 1.0)  # share (log gains) of the lamps' mean cast removed
+    white_balance_correction: tuple[float, float] = (0.6, 1.0)  # share (log gains) of the lamps' mean cast removed
     white_balance_residual: float = 0.06  # per-channel gain jitter after correction
     # sensor (post-process on the 8-bit image)
     noise_sigma: tuple[float, float] = (0.0, 4.0)  # 8-bit levels, Gaussian
