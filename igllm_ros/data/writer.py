@@ -32,6 +32,7 @@ from igllm_ros.data.splits import split_rule
 
 PARTS_DIR = "parts"
 CHUNK_SIZE = 50
+CYCLES_CHUNK_SIZE = 5  # Cycles takes seconds per image: an interruption loses at most these
 PNG_COMPRESS_LEVEL = 1  # fast; level 6 saves ~10 % space at 3x the encode time
 
 
@@ -155,7 +156,7 @@ def generate(
     width: int = 320,
     height: int = 240,
     workers: int = 1,
-    chunk_size: int = CHUNK_SIZE,
+    chunk_size: int | None = None,
     lp_threads: int | None = None,
     progress: bool = True,
     stop_after_chunks: int | None = None,
@@ -167,8 +168,11 @@ def generate(
     from tqdm import tqdm
 
     check_available(split)  # a missing RGB renderer fails before any folder is made
-    if split_rule(split).renderer == "cycles":
+    cycles = split_rule(split).renderer == "cycles"
+    if cycles:
         workers = 1  # Cycles already uses every core; a second worker would only compete for them
+    if chunk_size is None:
+        chunk_size = CYCLES_CHUNK_SIZE if cycles else CHUNK_SIZE
     if lp_threads is None and workers > 1 and "LP_NUM_THREADS" not in os.environ:
         lp_threads = 1  # the workers already fill the cores; llvmpipe's own threads would oversubscribe
     folder, meta = prepare_folder(Path(out), split, seed, width, height, count)
