@@ -9,6 +9,10 @@ one. Three passes per image:
   3. labels: no antialiasing, writes (object index, optical z) per pixel: mask + depth.
 The projection is built from scene.intrinsics and Camera.table_from_optical, so a
 table-frame point lands on the pixel scene.project gives (pixel i spans [i, i+1)).
+A randomized look (randomization.Look) draws with a second colour program compiled from
+the same source with RANDOMIZED 1 (sun, shadow softness, floor texture, horizon fade,
+colour convention, highlights, exposure and white balance); the nominal program is
+unchanged by it.
 """
 from __future__ import annotations
 
