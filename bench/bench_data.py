@@ -121,6 +121,8 @@ def main() -> int:
                 print(f"{size:>8s}  {label:44s} {lp:>10d} {result['img_s']:8.1f} {result['cpu_ms']:11.1f}", flush=True)
         print()
     print(f"renderer: {_measure('render', 64, 48, 5, 1, 1)['gl']}")
+    load = os.getloadavg()
+    print(f"load average at the end {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     return 0
 
 
