@@ -53,9 +53,10 @@ class NotReady(RuntimeError):
     pass
 
 
-def transition(during: str, goal: str):
+def transition(during: str, goal: str, failed: str | None = None):
     """A lifecycle callback that keeps the node's state label (rclpy has no public getter)
-    and is guarded: an exception is an internal_error and the transition's ERROR."""
+    and is guarded: an exception is an internal_error and the transition's ERROR. On
+    FAILURE the node goes back where it was (or to `failed`)."""
 
     def wrap(method):
         @functools.wraps(method)
@@ -67,7 +68,7 @@ def transition(during: str, goal: str):
             except Exception:  # noqa: BLE001 - rclpy would swallow it silently
                 self._report_internal_error(method.__name__, traceback.format_exc())
                 result = ERROR
-            self._state = {SUCCESS: goal, FAILURE: start}.get(result, "errorprocessing")
+            self._state = {SUCCESS: goal, FAILURE: failed or start}.get(result, "errorprocessing")
             return result
 
         return run
@@ -184,7 +185,7 @@ class IgllmNode(LifecycleNode):
         self._release()
         return SUCCESS
 
-    @transition("errorprocessing", "unconfigured")
+    @transition("errorprocessing", "unconfigured", failed="finalized")
     def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
         self.get_logger().error(f"error while in {state.label}: stopping and releasing the model")
         self._stop_streaming()
