@@ -350,7 +350,7 @@ def markdown_table(results: dict, labels: list[str]) -> str:
 
 def setup_line(args, datasets: dict[str, SceneDataset]) -> str:
     sizes = sorted({f"{ds.meta['width']}x{ds.meta['height']} seed {ds.meta['seed']}" for ds in datasets.values()})
-    return (f"images: {args.data}/<split> ({', '.join(sizes)}), up to {args.count} per split, rgb8 + pinned camera_info "
+    return (f"images: {_rel(args.data)}/<split> ({', '.join(sizes)}), up to {args.count} per split, rgb8 + pinned camera_info "
             f"over DDS, one at a time; igllm_node on the CPU, float32, 1 torch thread, one process per model")
 
 
