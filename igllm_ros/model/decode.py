@@ -137,7 +137,7 @@ def decode(model, pixels: torch.Tensor, max_objects: int, skip_forced: bool = Tr
     mark("vision + projector")
     batch, prefix = image.shape[0], image.shape[1]
     if llm_path(model, path) == fast_llama.NAME:
-        session = fast_llama.FastLlama(model.llm).start(image)
+        session = fast_llama.FastLlama(model.llm, checked=True).start(image)
     else:
         session = _GenericSession(model, image)
     sequences = [_Sequence(Cursor(grammar, max_objects), prefix) for _ in range(batch)]

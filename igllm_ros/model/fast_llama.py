@@ -84,8 +84,9 @@ class FastLlama:
 
     name = NAME
 
-    def __init__(self, llm: nn.Module):
-        reason = unsupported_reason(llm)
+    def __init__(self, llm: nn.Module, checked: bool = False):
+        """checked: unsupported_reason(llm) was None just now (decode.py asks it first)."""
+        reason = None if checked else unsupported_reason(llm)
         if reason is not None:
             raise ValueError(f"the fast Llama path does not support this LLM: {reason}")
         config, inner = llm.config, llm.model

@@ -28,8 +28,9 @@ class StaticKVCache:
 
     def _allocate(self, capacity: int) -> None:
         shape = (self.batch, self.kv_heads, capacity, self.head_dim)
-        keys = [torch.zeros(shape, dtype=self.dtype, device=self.device) for _ in range(self.layers)]
-        values = [torch.zeros(shape, dtype=self.dtype, device=self.device) for _ in range(self.layers)]
+        # Uninitialised: attention reads only slots already written (padded ones included).
+        keys = [torch.empty(shape, dtype=self.dtype, device=self.device) for _ in range(self.layers)]
+        values = [torch.empty(shape, dtype=self.dtype, device=self.device) for _ in range(self.layers)]
         valid = torch.zeros((self.batch, capacity), dtype=torch.bool, device=self.device)
         if self.length:  # growing: keep what was written
             n = self.length
