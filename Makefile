@@ -21,7 +21,7 @@ bench-data: setup
 	@$(ENV) python bench/bench_data.py
 
 bench-model: setup
-	@$(ENV) python bench/bench_model.py --model $(MODEL)
+	@$(ENV) python bench/bench_model.py --model $(MODEL) --threads 1
 
 bench-node: setup
 	@$(ENV) python bench/bench_node.py --model $(MODEL)

@@ -1,15 +1,21 @@
 """Model benchmark: training throughput, decode latency, model steps per scene.
 
-    python bench/bench_model.py --model models/igllm-tiny-float [--device all|cpu|cuda] [--json out.json] [--data DIR]
+    python bench/bench_model.py --model models/igllm-tiny-float [--device all|cpu|cuda] [--threads 1]
+        [--path auto|fast|generic] [--clock wall|cpu] [--json out.json] [--data DIR]
 
 Prints, per device (CPU, and CUDA when available unless --device picks one):
 - training samples/s: training_loss + backward + AdamW step on rendered train scenes
   (bf16 autocast on CUDA, as igllm-train does);
-- decode latency per scene, p50 / p95, for rendered 3-object and 10-object scenes, one
-  image at a time (what the node does), and per scene in a batch of --batch images;
+- decode latency per scene, p50 / p95 (and the p50 of this process's CPU time, which a
+  shared machine inflates less), for rendered 3-object and 10-object scenes, one image
+  at a time (what the node does), and per scene in a batch of --batch images;
 - model forward passes per scene with and without forced-token skipping (IG-LLM's
-  reconstruct(skip_forced=...); n/a for models without it, e.g. the baseline).
-The issue's target on this CPU: tiny preset, p50 decode of a 10-object scene < 100 ms.
+  reconstruct(skip_forced=...); n/a for models without it, e.g. the baseline);
+- IG-LLM only: the decoding path (fast-llama or transformers, --path) and a stage
+  breakdown per scene size, batch 1 and --batch: vision tower, projector, prefill, decode
+  passes (and one pass), Python glue with the grammar (decode.StageTimer).
+Issue 15's targets for the shipped default on 1 CPU thread: a 10-object scene p50 <= 30 ms,
+p95 <= 35 ms; 3 objects <= 20 ms; batch 8 <= 15 ms per scene.
 """
 from __future__ import annotations
 
