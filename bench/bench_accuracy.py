@@ -1,14 +1,17 @@
 """Accuracy benchmark: every shipped model on every validation split, in one table.
 
-    python bench/bench_accuracy.py [--count 100] [--models char float feedback baseline default]
-        [--splits val_id val_cogent_b val_param val_visual] [--seed 1000] [--threads 1]
-        [--out out/bench_accuracy] [--markdown FILE]
+    python bench/bench_accuracy.py [--count 100] [--models char float baseline previous default]
+        [--splits val_id val_cogent_b val_param val_visual val_camera val_cycles] [--seed 1000]
+        [--data data/] [--threads 1] [--out out/bench_accuracy] [--markdown FILE]
 
 Reproduces the paper's comparison (Kulits et al. 2024, tables 1-3) on this package's
 world: char vs float numbers (and float with value feedback) trained with one budget,
-the DETR-style baseline, and the shipped default. Each split's scenes are rendered once
-from the generator (generator:SPLIT, --seed, at the models' input size) and every model
-reads the same images. Metrics come from igllm_ros.model.evaluate (run_evaluation) and
+the DETR-style baseline, the previous default and the shipped default. Each split's
+scenes are rendered once at the camera's 320x240 (generator:SPLIT, --seed) and every model
+reads the same images, resized to its own input size as the node does. A split whose
+dataset folder exists under --data with enough images is read from there instead
+(val_cycles: Blender Cycles costs seconds per image, so render it once with
+`igllm-data generate --split val_cycles --count 100 --seed 1000 --out data/`). Metrics come from igllm_ros.model.evaluate (run_evaluation) and
 are shown with igllm_ros.metrics (TABLE_ROWS, format_value), decoding is batched on the CPU in float32. Prints one table (rows: model per
 split) under a header with each model's training budget, writes OUT/results.json and,
 with --markdown, the same table as markdown.
@@ -30,7 +33,8 @@ from igllm_ros.metrics import TABLE_ROWS, format_value  # noqa: E402
 from igllm_ros.reconstruction import CARD_FILE, CARD_JSON, CONFIG_FILE  # noqa: E402
 from igllm_ros.strict_json import json_ready  # noqa: E402
 
-SPLITS = ("val_id", "val_cogent_b", "val_param", "val_visual")
+SPLITS = ("val_id", "val_cogent_b", "val_param", "val_visual", "val_camera", "val_cycles")
+IMAGE_SIZE = (320, 240)  # the simulated camera's, world.IMAGE_WIDTH x IMAGE_HEIGHT
 
 # key -> (row label, checkpoint directory relative to the repository root), in table order.
 MODELS = {
@@ -145,10 +149,17 @@ def resolve_models(names: list[str]) -> list[Entry]:
     return entries
 
 
-def render_split(split: str, seed: int, size: tuple[int, int], count: int) -> list:
+def split_samples(split: str, seed: int, count: int, data: Path | None) -> tuple[list, str]:
+    """(samples, where from): a written dataset folder with enough images, else rendered now."""
     from igllm_ros.model.samples import DataSpec, load_samples
 
-    return load_samples(DataSpec("generator", split=split, seed=seed, size=size), default_size=size, count=count)
+    folder = data / split if data is not None else None
+    if folder is not None and (folder / "meta.json").is_file():
+        meta = json.loads((folder / "meta.json").read_text())
+        if meta.get("complete") and meta.get("count", 0) >= count and meta.get("seed") == seed:
+            return load_samples(DataSpec("dataset", path=str(folder)), default_size=IMAGE_SIZE, count=count), str(folder)
+    spec = DataSpec("generator", split=split, seed=seed, size=IMAGE_SIZE)
+    return load_samples(spec, default_size=IMAGE_SIZE, count=count), f"generator:{split} seed {seed}"
 
 
 def cell(metrics: dict, key: str, fmt: str) -> str:
@@ -208,6 +219,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--models", nargs="+", default=list(MODELS), help=f"keys {list(MODELS)} or model directories")
     p.add_argument("--splits", nargs="+", default=list(SPLITS), choices=SPLITS)
     p.add_argument("--seed", type=int, default=1000, help="generator seed of the rendered scenes (default 1000)")
+    p.add_argument("--data", type=Path, default=ROOT / "data", help="read DATA/<split>/ when it holds --count images of --seed")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     p.add_argument("--batch-size", type=int, default=16, help="scenes per batched reconstruct call")
     p.add_argument("--max-objects", type=int, default=10)
@@ -235,15 +247,12 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     for split in args.splits:
         results[split] = {}
-        scenes = {}  # input size -> samples: each split is rendered once per size the models read
+        t0 = time.perf_counter()
+        samples, source = split_samples(split, args.seed, args.count, args.data)
+        print(f"{split}: {len(samples)} scenes from {source} in {time.perf_counter() - t0:.1f} s", flush=True)
         for e in entries:
-            size = tuple(models[e.key].input_size)
-            if size not in scenes:
-                t0 = time.perf_counter()
-                scenes[size] = render_split(split, args.seed, size, args.count)
-                print(f"{split}: rendered {len(scenes[size])} scenes at {size[0]}x{size[1]} in {time.perf_counter() - t0:.1f} s", flush=True)
             with torch.inference_mode():
-                evaluation = run_evaluation(models[e.key], scenes[size], args.batch_size, args.max_objects)
+                evaluation = run_evaluation(models[e.key], samples, args.batch_size, args.max_objects)
             m = evaluation.metrics
             results[split][e.key] = m
             print(
@@ -254,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print()
     print(budget_header(entries, markdown=False))
-    print(f"scenes: generator:SPLIT seed {args.seed}, {args.count} per split; CPU float32, {args.threads} thread(s), batch {args.batch_size}")
+    print(f"scenes: SPLIT seed {args.seed}, {args.count} per split at {IMAGE_SIZE[0]}x{IMAGE_SIZE[1]}; CPU float32, {args.threads} thread(s), batch {args.batch_size}")
     print(text_table(results, entries))
     print(column_legend())
     print(f"total {time.perf_counter() - started:.0f} s")
@@ -273,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.markdown:
         text = "\n\n".join([
             budget_header(entries, markdown=True),
-            f"Scenes: `generator:SPLIT` seed {args.seed}, {args.count} per split, the same images for every model; "
+            f"Scenes: split SPLIT seed {args.seed}, {args.count} per split at {IMAGE_SIZE[0]}x{IMAGE_SIZE[1]}, the same images for every model; "
             f"decoding on the CPU in float32, {args.threads} thread(s), batches of {args.batch_size}.",
             markdown_table(results, entries),
             column_legend() + ".",
