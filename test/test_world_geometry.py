@@ -62,3 +62,19 @@ def test_object_pose_in_optical_frame_round_trips_to_the_table_frame():
     table_from_object = Rotation.from_matrix(rot) * Rotation.from_quat(quat)
     assert table_from_object.as_euler("zyx", degrees=True) == pytest.approx([30.0, 0.0, 0.0], abs=1e-9)
     assert math.isclose(np.linalg.norm(quat), 1.0)
+
+
+def test_robot_camera_ranges_contain_the_nominal_camera():
+    distance, elevation, azimuth = world.camera_spherical(world.CAMERA_NOMINAL_POSITION_M)
+    assert distance == pytest.approx(0.5631, abs=1e-4)
+    assert elevation == pytest.approx(28.30, abs=0.01) and azimuth == pytest.approx(-41.03, abs=0.01)
+    assert azimuth == world.nominal_camera_azimuth_deg()
+    lo_d, hi_d = world.ROBOT_CAMERA_DISTANCE_M
+    lo_e, hi_e = world.ROBOT_CAMERA_ELEVATION_DEG
+    assert (lo_d, hi_d) == (0.40, 0.85) and (lo_e, hi_e) == (20.0, 60.0)
+    assert world.ROBOT_CAMERA_AZIMUTH_HALF_RANGE_DEG == 10.0
+    assert lo_d < distance < hi_d and lo_e < elevation < hi_e
+    # round trip: a point placed from (distance, elevation, azimuth) reads back the same
+    el, az = math.radians(45.0), math.radians(-35.0)
+    loc = (0.7 * math.cos(el) * math.cos(az), 0.7 * math.cos(el) * math.sin(az), 0.7 * math.sin(el))
+    assert world.camera_spherical(loc) == pytest.approx((0.7, 45.0, -35.0))
