@@ -222,7 +222,7 @@ def colour_names_hold(lighting: Lighting, look: Look, margin: float = NAME_MARGI
     """Whether every world colour, lit by any one of the lamps through the white balance, stays
     nearest its own name (rg chromaticity of linear RGB, the names' albedos under white light
     as references) by `margin`: own distance <= margin x the nearest other name's distance."""
-    from igllm_ros.data.render import base_colour  # render imports this module
+    from igllm_ros.data.colours import base_colour
 
     albedos = np.array([base_colour(c, look.color_convention) for c in world.COLORS])
     refs = _chromaticity(albedos)

@@ -23,6 +23,7 @@ import numpy as np
 
 from igllm_ros import world
 from igllm_ros.data import meshes
+from igllm_ros.data.colours import base_colour
 from igllm_ros.data.lighting import NOMINAL, Lighting
 from igllm_ros.data.randomization import Look
 from igllm_ros.scene import Scene, intrinsics
@@ -256,20 +257,6 @@ class Render:
     rgb: np.ndarray  # (H, W, 3) uint8
     mask: np.ndarray  # (H, W) int16: -1 ground/background, i = index into scene.objects
     depth: np.ndarray  # (H, W) float32, metres along optical z; ground included; inf where nothing
-
-
-def srgb_to_linear(rgb255) -> tuple[float, float, float]:
-    return tuple(float((c / 255.0) ** 2.2) for c in rgb255)
-
-
-def base_colour(name: str, convention: str = "srgb") -> tuple[float, float, float]:
-    """Linear albedo of a world colour: CLEVR's RGB decoded as sRGB (ours) or taken as linear (CLEVR's)."""
-    rgb255 = world.COLORS_RGB[name]
-    if convention == "srgb":
-        return srgb_to_linear(rgb255)
-    if convention == "linear":
-        return tuple(c / 255.0 for c in rgb255)
-    raise ValueError(f"unknown colour convention {convention!r}; expected 'srgb' or 'linear'")
 
 
 def object_model_matrix(obj) -> tuple[np.ndarray, np.ndarray]:
