@@ -114,6 +114,20 @@ def test_bfloat16_model_decodes_the_same():
     assert_same(decode.reconstruct(model, batch, 4, path="fast"), decode.reconstruct(model, batch, 4, path="generic"))
 
 
+def test_fast_path_follows_weight_changes():
+    """The fused weight copies are rebuilt after an in-place change (a training step)."""
+    model = noisy_model({}, seed=4)
+    batch = images(2, seed=6)
+    before = decode.reconstruct(model, batch, path="fast")
+    layer = model.llm.model.layers[0]
+    with torch.no_grad():
+        for weight in (layer.self_attn.k_proj.weight, layer.mlp.up_proj.weight):
+            weight.copy_(torch.randn_like(weight))
+    generic = decode.reconstruct(model, batch, path="generic")
+    assert [r.program for r in generic] != [r.program for r in before]  # the change matters
+    assert_same(decode.reconstruct(model, batch, path="fast"), generic)
+
+
 def test_unsupported_llms_take_the_generic_path():
     from transformers import Qwen2Config, Qwen2ForCausalLM
 

@@ -30,6 +30,8 @@ NAME = "fast-llama"
 
 # Per rotary module: (inv_freq, device, dtype) -> cos and sin tables by position.
 _ROPE_TABLES: "weakref.WeakKeyDictionary[nn.Module, tuple]" = weakref.WeakKeyDictionary()
+# Per attention or MLP module: (its weights' identities and versions, their concatenation).
+_FUSED: "weakref.WeakKeyDictionary[nn.Module, tuple]" = weakref.WeakKeyDictionary()
 
 
 def unsupported_reason(llm: nn.Module) -> str | None:
@@ -69,10 +71,10 @@ class _Layer:
 
     def __init__(self, layer: nn.Module):
         attn, mlp = layer.self_attn, layer.mlp
-        self.qkv = _fused(attn.q_proj.weight, attn.k_proj.weight, attn.v_proj.weight)
+        self.qkv = _fused(attn, attn.q_proj.weight, attn.k_proj.weight, attn.v_proj.weight)
         self.q_size, self.kv_size = attn.q_proj.weight.shape[0], attn.k_proj.weight.shape[0]
         self.o = attn.o_proj.weight
-        self.gate_up = _fused(mlp.gate_proj.weight, mlp.up_proj.weight)
+        self.gate_up = _fused(mlp, mlp.gate_proj.weight, mlp.up_proj.weight)
         self.down = mlp.down_proj.weight
         self.norm1, self.eps1 = layer.input_layernorm.weight, layer.input_layernorm.variance_epsilon
         self.norm2, self.eps2 = layer.post_attention_layernorm.weight, layer.post_attention_layernorm.variance_epsilon
@@ -185,14 +187,14 @@ def _attention_mask(cache: StaticKVCache, start: int, end: int, rows: int) -> tu
     return cache.mask(start, end, rows), False
 
 
-def _fused(*weights: torch.Tensor) -> torch.Tensor:
-    """The weights concatenated along their output rows, kept on the first weight (a plain
-    attribute: no state_dict entry) until one of them changes."""
+def _fused(owner: nn.Module, *weights: torch.Tensor) -> torch.Tensor:
+    """The weights concatenated along their output rows, cached per owning module (weakly:
+    nothing is added to the model) until one of them changes."""
     key = tuple((w.data_ptr(), w._version, w.dtype, w.device) for w in weights)
-    cached = getattr(weights[0], "_fast_llama_fused", None)
+    cached = _FUSED.get(owner)
     if cached is None or cached[0] != key:
         cached = (key, torch.cat([w.detach() for w in weights]))
-        weights[0]._fast_llama_fused = cached
+        _FUSED[owner] = cached
     return cached[1]
 
 
