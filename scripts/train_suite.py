@@ -44,11 +44,12 @@ def measured_rate(log: Path) -> float:
     return statistics.median(rates[len(rates) // 2:]) if rates else 0.0
 
 
-def export(run: Path, name: str, dest: Path) -> None:
+def export_dir(run: Path, target: Path) -> None:
+    """A run's final model (else its last checkpoint) as a shipped model directory: the
+    training state left out, weights stored as float16, the log and curves beside it."""
     from safetensors.torch import load_file, save_file
 
     model_dir = run / "final" if (run / "final").exists() else run / "checkpoint"
-    target = dest / name
     shutil.copytree(model_dir, target, ignore=shutil.ignore_patterns("trainer"), dirs_exist_ok=True)
     weights = target / "model.safetensors"
     state = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in load_file(str(weights)).items()}
@@ -56,8 +57,12 @@ def export(run: Path, name: str, dest: Path) -> None:
     for extra in ("log.jsonl", "curves.png", "train.out"):
         if (run / extra).exists():
             shutil.copy(run / extra, target / extra)
+
+
+def export(run: Path, name: str, dest: Path) -> None:
+    export_dir(run, dest / name)
     shutil.make_archive(str(dest / name), "gztar", dest, name)
-    shutil.rmtree(target)
+    shutil.rmtree(dest / name)
 
 
 def main() -> int:
