@@ -13,6 +13,12 @@ front of each `<num>`, one extra pass per number.
 Batching: each pass feeds every unfinished sequence its run, right-padded to the longest
 run; padded slots are masked out of attention forever and positions count real tokens
 only, so every sequence sees exactly what it would see alone.
+
+The LLM forward of each pass: fast_llama.py (a preallocated KV cache and a lean Llama
+forward over the same weights, bit-identical on this CPU) wherever it supports the LLM,
+else transformers' own forward with a DynamicCache (peft/LoRA, other architectures);
+llm_path() chooses, describe_path() says which and why. A StageTimer, when given, books
+the time of each stage (the benchmark's breakdown).
 """
 from __future__ import annotations
 

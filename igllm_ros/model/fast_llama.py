@@ -1,7 +1,8 @@
-"""A lean Llama forward for decoding: the transformers model's own weights (nothing is
-copied), a preallocated KV cache (kv_cache.py) and only the tensor ops the computation
-needs, instead of transformers' generic forward and DynamicCache, whose per-call
-overhead dominated a decoding pass of the small LLMs used here.
+"""A lean Llama forward for decoding: the transformers model's own weights (it stays
+their one definition; training never sees this path), a preallocated KV cache
+(kv_cache.py) and only the tensor ops the computation needs, instead of transformers'
+generic forward and DynamicCache, whose per-call overhead weighed on every decoding pass
+of the small LLMs used here.
 
 The ops follow transformers' Llama (modeling_llama.py) one for one: RMSNorm in float32,
 RoPE from the model's inv_freq, scaled_dot_product_attention with the same masks (none
@@ -200,7 +201,7 @@ def _fused(owner: nn.Module, *weights: torch.Tensor) -> torch.Tensor:
 
 def _rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
     if x.dtype == torch.float32 and weight.dtype == torch.float32:
-        return F.rms_norm(x, weight.shape, weight, eps)  # fused; the same float32 ops
+        return F.rms_norm(x, weight.shape, weight, eps)  # fused; bit-identical here in float32
     # LlamaRMSNorm: in float32, then back to the input dtype.
     h = x.to(torch.float32)
     h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + eps)
