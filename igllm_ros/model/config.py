@@ -88,6 +88,10 @@ class ModelConfig:
     # joint: one domain-vocabulary token per add-line head (all four attributes); separate:
     # one choice per attribute. Default: joint from scratch, separate for a pretrained LLM.
     attribute_tokens: str | None = None
+    # joint tokens: each add-line head's logit is the sum of its four attribute values'
+    # logits (their own tokens' LM-head rows), so a shape-colour pair never seen in training
+    # (CoGenT B) scores from its parts; False: one free logit per head (the old default).
+    factorized_joint: bool = False
     shuffle_objects: bool = False  # collate(augment=True): random object order instead of left-to-right
     augment_brightness: float = 0.1  # collate(augment=True): +-10 % brightness/contrast jitter
     # False: checkpoints leave out the frozen weights of pretrained towers (a frozen CLIP, a
@@ -121,6 +125,8 @@ class ModelConfig:
             raise ValueError("model.attribute_tokens: joint needs the domain vocabulary (no model.llm.pretrained_path); use separate")
         if self.camera_range not in ("nominal", "robot"):
             raise ValueError(f"model.camera_range is {self.camera_range!r}; expected nominal or robot")
+        if self.factorized_joint and self.attribute_tokens != "joint":
+            raise ValueError("model.factorized_joint needs attribute_tokens: joint")
         if self.value_feedback and self.numbers != "float":
             raise ValueError("model.value_feedback needs model.numbers: float")
         v = self.vision

@@ -53,6 +53,9 @@ class IGLLM(nn.Module):
             self.projector = nn.Sequential(nn.Linear(v_hidden, hidden), nn.GELU(), nn.Linear(hidden, hidden))
         self.numeric_head = NumericHead(hidden) if config.float_numbers else None
         self.value_embedding = nn.Linear(1, hidden) if config.value_feedback else None
+        ids, parts = _joint_factors(codec) if config.factorized_joint else (None, None)
+        self.register_buffer("joint_ids", ids, persistent=False)  # None: one free logit per head
+        self.register_buffer("joint_parts", parts, persistent=False)
 
     @property
     def device(self) -> torch.device:
@@ -127,7 +130,14 @@ class IGLLM(nn.Module):
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         _, _, head = towers.llm_parts(self.llm)
-        return head(hidden)
+        logits = head(hidden)
+        if self.joint_parts is None:
+            return logits
+        # factorized_joint: a head's logit = the sum of its attribute values' logits
+        composed = logits[..., self.joint_parts].sum(-1)
+        logits = logits.clone()
+        logits[..., self.joint_ids] = composed
+        return logits
 
     # ---- training -----------------------------------------------------------------------
     def _collate_images(self, samples, augment: bool) -> dict[str, torch.Tensor]:
@@ -193,6 +203,16 @@ class IGLLM(nn.Module):
         from igllm_ros.model.checkpoint import save
 
         save(self, directory, card)
+
+
+def _joint_factors(codec) -> tuple[torch.Tensor, torch.Tensor]:
+    """(joint head token ids (J,), their four attribute-value token ids (J, 4))."""
+    from igllm_ros.model.vocab import joint_heads
+
+    heads = joint_heads()
+    ids = [codec.encode(text)[0] for text in heads]
+    parts = [[codec.encode(value)[0] for value in values] for values in heads.values()]
+    return torch.tensor(ids, dtype=torch.long), torch.tensor(parts, dtype=torch.long)
 
 
 def build(config: ModelConfig) -> IGLLM:
