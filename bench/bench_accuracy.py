@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from igllm_ros.metrics import TABLE_ROWS, format_value  # noqa: E402
-from igllm_ros.reconstruction import CARD_FILE, CARD_JSON, CONFIG_FILE  # noqa: E402
+from igllm_ros.reconstruction import CARD_FILE, CARD_JSON, CONFIG_FILE, DEFAULT_MODEL, PREVIOUS_MODEL  # noqa: E402
 from igllm_ros.strict_json import json_ready  # noqa: E402
 
 SPLITS = ("val_id", "val_cogent_b", "val_param", "val_visual", "val_camera", "val_cycles")
@@ -40,9 +40,9 @@ IMAGE_SIZE = (320, 240)  # the simulated camera's, world.IMAGE_WIDTH x IMAGE_HEI
 MODELS = {
     "char": ("char", "models/compare/igllm-tiny-char"),
     "float": ("float", "models/compare/igllm-tiny-float"),
-    "feedback": ("float+feedback", "models/compare/igllm-tiny-feedback"),
     "baseline": ("DETR baseline", "models/compare/detr-baseline"),
-    "default": ("shipped default", "models/igllm-tiny-float"),
+    "previous": ("previous default", PREVIOUS_MODEL),
+    "default": ("shipped default", DEFAULT_MODEL),
 }
 
 # Short column headers for TABLE_ROWS' keys (the labels there are for a one-split listing).

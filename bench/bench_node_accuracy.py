@@ -43,13 +43,12 @@ from bench_accuracy import SHORT, Budget  # noqa: E402  (the sibling table's col
 
 from igllm_ros import metrics  # noqa: E402
 from igllm_ros.data.dataset import DatasetError, SceneDataset, read_meta  # noqa: E402
-from igllm_ros.reconstruction import CONFIG_FILE  # noqa: E402
+from igllm_ros.reconstruction import CONFIG_FILE, DEFAULT_MODEL  # noqa: E402
+from igllm_ros.reconstruction import PREVIOUS_MODEL as PREVIOUS_DEFAULT  # noqa: E402  (benchmarked too when present)
 from igllm_ros.strict_json import json_ready  # noqa: E402
 
 SPLITS = ("val_id", "val_cogent_b", "val_param", "val_visual", "val_camera", "val_cycles")
 CYCLES_SPLIT = "val_cycles"
-DEFAULT_MODEL = "models/igllm-tiny-float"  # the shipped default
-PREVIOUS_DEFAULT = "models/compare/igllm-tiny-float-v1"  # benchmarked too when present
 DATA_SEED, DATA_WIDTH, DATA_HEIGHT = 0, 320, 240  # igllm-data generate's defaults
 NODE_PARAMS = {"device": "cpu", "dtype": "float32", "torch_threads": 1, "publish_debug_image": False}
 FRAME_ID = "camera_optical_frame"

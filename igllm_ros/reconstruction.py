@@ -19,6 +19,11 @@ WEIGHTS_FILE = "model.safetensors"  # tensors only, never pickle
 CARD_FILE = "card.md"
 CARD_JSON = "card.json"
 
+# The shipped models (relative to the repository root or the package's share directory).
+# config/igllm.yaml, the launch files and the Makefile name the same default.
+DEFAULT_MODEL = "models/igllm-lite0-float"
+PREVIOUS_MODEL = "models/igllm-tiny-float"  # the default before it, kept for one release
+
 
 class ModelLoadError(Exception):
     """A model directory cannot be loaded; the message says what and where."""

@@ -79,6 +79,8 @@ def referenced_names(model) -> set[str]:
 def _card_markdown(model, card: dict) -> str:
     c = model.config
     llm = c.llm.pretrained_path or f"Llama from scratch ({c.llm.layers} layers, hidden {c.llm.hidden})"
+    if c.init_from:
+        llm += f", initialised from {c.init_from} (matching tensors)"
     vision = c.vision.describe()
     lines = [
         f"# {model.name}",

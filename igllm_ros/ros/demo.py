@@ -1,6 +1,6 @@
 """The demo: camera simulator + igllm_node as separate processes, scenes next to the truth.
 
-    python -m igllm_ros.ros.demo --model models/igllm-tiny-float --frames 20 --out out/demo
+    python -m igllm_ros.ros.demo --model models/igllm-lite0-float --frames 20 --out out/demo
 
 Starts igllm_camera_sim (freshly generated scenes) and igllm_node over DDS, prints every
 reconstructed scene beside its ground truth with running metrics, saves the debug images
@@ -19,11 +19,12 @@ import numpy as np
 from PIL import Image as PILImage
 
 from igllm_ros import metrics
+from igllm_ros.reconstruction import DEFAULT_MODEL
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="models/igllm-tiny-float", help="model directory")
+    parser.add_argument("--model", default=DEFAULT_MODEL, help="model directory")
     parser.add_argument("--frames", type=int, default=20, help="reconstructed scenes to show before stopping")
     parser.add_argument("--out", default="out/demo", help="output folder (debug images, bag, logs)")
     parser.add_argument("--rate", type=float, default=2.0, help="camera rate, Hz")

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 
 from igllm_ros import world
+from igllm_ros.reconstruction import DEFAULT_MODEL
 
 # When a change at run time takes effect.
 NOW = "now"  # from the next frame
@@ -48,7 +49,7 @@ PARAMS = (
     Param("autostart", True, "Configure and activate by itself at start-up.", READ_ONLY),
     Param(
         "model_path",
-        "models/igllm-tiny-float",
+        DEFAULT_MODEL,
         "Model directory (safetensors + config). Relative paths are tried from the working "
         "directory, then from the package's share directory.",
         UNCONFIGURED,
