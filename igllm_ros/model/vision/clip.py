@@ -63,9 +63,13 @@ def build(config) -> ClipTower:
         path = _existing_dir(v.pretrained_path, "model.vision.pretrained_path")
         try:
             # safetensors only: a directory holding only pickled weights is refused.
-            model = ClipTower.from_pretrained(str(path), dtype=torch.float32, use_safetensors=True)
+            # Load as transformers' own class (its checkpoint-key conversion, e.g. from a full
+            # two-tower CLIPModel directory, is keyed on that class), then move into ClipTower.
+            loaded = CLIPVisionModel.from_pretrained(str(path), dtype=torch.float32, use_safetensors=True)
         except (OSError, ValueError) as err:
             raise TowerError(f"cannot load a CLIP vision tower (safetensors) from {path}: {err}") from err
+        model = ClipTower(loaded.config)
+        model.load_state_dict(loaded.state_dict(), strict=True)
         encoder = _inner(model).encoder
         total = len(encoder.layers)
         if not -total <= v.feature_layer <= -1:
