@@ -46,11 +46,16 @@ class Lighting:
 
     @classmethod
     def from_dict(cls, data: dict) -> "Lighting":
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown lighting fields {sorted(unknown)}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+        return flat_from_dict(cls, data, "lighting")
+
+
+def flat_from_dict(cls, data: dict, what: str):
+    """A flat dataclass from its JSON record: unknown keys refused, lists back to tuples."""
+    known = {f.name for f in fields(cls)}
+    unknown = set(data) - known
+    if unknown:
+        raise ValueError(f"unknown {what} fields {sorted(unknown)}")
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
 
 
 NOMINAL = Lighting()

@@ -23,7 +23,7 @@ from dataclasses import dataclass, fields, replace
 import numpy as np
 
 from igllm_ros import world
-from igllm_ros.data.lighting import NOMINAL, Lighting, sample_lighting
+from igllm_ros.data.lighting import NOMINAL, Lighting, flat_from_dict, sample_lighting
 
 RGB = tuple[float, float, float]
 RIGS = ("three_point", "clevr_sun", "random")
@@ -124,11 +124,7 @@ class Look:
 
     @classmethod
     def from_dict(cls, data: dict) -> "Look":
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown look fields {sorted(unknown)}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+        return flat_from_dict(cls, data, "look")
 
 
 NOMINAL_LOOK = Look()

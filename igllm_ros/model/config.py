@@ -40,6 +40,11 @@ class VisionConfig:
     train_last_stages: int = 0  # CNN kinds with freeze: true: the last N stages train anyway
 
     @property
+    def trainable_stages(self) -> int | None:
+        """CNN kinds: None = every stage trains; N = only the last N (0: a frozen backbone)."""
+        return self.train_last_stages if self.freeze else None
+
+    @property
     def loads_pretrained(self) -> bool:
         return self.pretrained_path is not None or (self.kind != "clip" and self.pretrained)
 

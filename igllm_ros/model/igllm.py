@@ -59,11 +59,11 @@ class IGLLM(nn.Module):
 
     @property
     def device(self) -> torch.device:
-        return self.projector.weight.device if isinstance(self.projector, nn.Linear) else self.projector[0].weight.device
+        return next(self.projector.parameters()).device
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.projector.weight.dtype if isinstance(self.projector, nn.Linear) else self.projector[0].weight.dtype
+        return next(self.projector.parameters()).dtype
 
     def num_parameters(self, trainable_only: bool = False) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)

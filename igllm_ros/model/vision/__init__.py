@@ -18,8 +18,7 @@ from igllm_ros.model.vision import clip, dinov2, efficientnet
 def _efficientnet(kind: str):
     def build(config):
         v = config.vision
-        stages = None if not v.freeze else v.train_last_stages
-        tower = efficientnet.EfficientNetTower(kind, config.input_size, v.token_stride, stages)
+        tower = efficientnet.EfficientNetTower(kind, config.input_size, v.token_stride, v.trainable_stages)
         if v.pretrained:
             tower.load_pretrained()
         return tower
@@ -57,7 +56,7 @@ def tower_from_saved(saved: dict, config) -> nn.Module:
     tower = KINDS[kind][1](saved)
     v = config.vision
     if hasattr(tower, "set_trainable"):  # CNN kinds: frozen stages, BatchNorm in eval mode
-        tower.set_trainable(None if not v.freeze else v.train_last_stages)
+        tower.set_trainable(v.trainable_stages)
     elif v.freeze:
         tower.requires_grad_(False)
     return tower
