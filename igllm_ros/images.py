@@ -1,5 +1,6 @@
 """Image pixels as the reconstructors read them: fitting an RGB image to a model's input
-size, and the brightness/contrast jitter both models train with."""
+size, the brightness/contrast jitter both models train with, and the grayscale view of
+the colour-shortcut countermeasure."""
 from __future__ import annotations
 
 import numpy as np
@@ -14,6 +15,12 @@ def resize_rgb(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     if (image.shape[1], image.shape[0]) == tuple(size):
         return image
     return np.asarray(Image.fromarray(image).resize(tuple(size), Image.BILINEAR))
+
+
+def grayscale(image: np.ndarray) -> np.ndarray:
+    """HxWx3 uint8 RGB to its BT.601 luma, repeated on three channels (the towers read RGB)."""
+    luma = np.asarray(image, dtype=np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    return np.repeat(np.clip(np.rint(luma), 0, 255).astype(np.uint8)[..., None], 3, axis=2)
 
 
 def brightness_jitter(images, amount: float):

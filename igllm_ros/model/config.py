@@ -99,6 +99,11 @@ class ModelConfig:
     factorized_joint: bool = False
     shuffle_objects: bool = False  # collate(augment=True): random object order instead of left-to-right
     augment_brightness: float = 0.1  # collate(augment=True): +-10 % brightness/contrast jitter
+    # The CoGenT colour-shortcut countermeasure: this fraction of training images is shown in
+    # grayscale with the colour loss marginalised out (training_loss), so shape has to be read
+    # from geometry; no unseen shape-colour pair is ever shown. Feature sources cache a
+    # second, grayscale view of every image (feature_cache.py).
+    gray_fraction: float = 0.0
     # False: checkpoints leave out the frozen weights of pretrained towers (a frozen CLIP, a
     # LoRA-wrapped LLM's base) and load them again from the towers' pretrained directories,
     # which must then exist where the model is loaded (the paper preset's 7B LLM would
@@ -130,6 +135,8 @@ class ModelConfig:
             raise ValueError("model.attribute_tokens: joint needs the domain vocabulary (no model.llm.pretrained_path); use separate")
         if self.camera_range not in ("nominal", "robot"):
             raise ValueError(f"model.camera_range is {self.camera_range!r}; expected nominal or robot")
+        if not 0.0 <= self.gray_fraction < 1.0:
+            raise ValueError(f"model.gray_fraction is {self.gray_fraction}; expected 0 <= fraction < 1")
         if self.factorized_joint and self.attribute_tokens != "joint":
             raise ValueError("model.factorized_joint needs attribute_tokens: joint")
         if self.value_feedback and self.numbers != "float":

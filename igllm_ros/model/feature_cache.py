@@ -7,7 +7,9 @@ recompute the same tower outputs. The cache stores them per dataset image as flo
     <dataset>/features/<key>/meta.json      tower description, key, count, done
 
 `key` hashes the tower's saved config and its frozen weights, so a different tower (or
-different weights) never reads another's cache. Building is resumable: `done` counts the
+different weights) never reads another's cache. A second *view* of the same images, the
+grayscale one of model.gray_fraction, has its own key (the colour view's key is the
+one caches had before views existed). Building is resumable: `done` counts the
 images written, in index order. Training then reads FeatureSample items (features +
 scene) whose collate skips the tower (IGLLM.collate, encode_features).
 """
@@ -21,12 +23,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from igllm_ros.images import resize_rgb
+from igllm_ros.images import grayscale, resize_rgb
 from igllm_ros.scene import Scene
 
 FEATURES_DIR = "features"
 FEATURES_FILE = "features.npy"
 META_FILE = "meta.json"
+VIEWS = ("colour", "gray")  # the images as rendered; their grayscale (colour loss masked)
 
 
 class FeatureCacheError(ValueError):
@@ -39,11 +42,15 @@ class FeatureSample:
     scene: Scene
     meta: dict
     image: None = None  # no pixels: collate uses the features
+    colour_masked: bool = False  # the gray view: no colour target (IGLLM.training_loss)
 
 
-def tower_key(tower: torch.nn.Module, input_size: tuple[int, int]) -> str:
-    """A short hash of what features() computes: architecture, input size, frozen weights."""
-    digest = hashlib.sha256(json.dumps({"tower": tower.saved_config(), "input": list(input_size)}, sort_keys=True).encode())
+def tower_key(tower: torch.nn.Module, input_size: tuple[int, int], view: str = "colour") -> str:
+    """A short hash of what features() computes: view, architecture, input size, frozen weights."""
+    described = {"tower": tower.saved_config(), "input": list(input_size)}
+    if view != "colour":
+        described["view"] = view
+    digest = hashlib.sha256(json.dumps(described, sort_keys=True).encode())
     for name, tensor in sorted(tower.state_dict().items()):
         if name == "position":  # adapt()'s, trained: not part of the cached features
             continue
@@ -52,11 +59,13 @@ def tower_key(tower: torch.nn.Module, input_size: tuple[int, int]) -> str:
     return digest.hexdigest()[:16]
 
 
-def cache_folder(dataset_dir, model) -> Path:
-    return Path(dataset_dir) / FEATURES_DIR / tower_key(model.vision, model.input_size)
+def cache_folder(dataset_dir, model, view: str = "colour") -> Path:
+    if view not in VIEWS:
+        raise FeatureCacheError(f"feature view {view!r}; expected one of {VIEWS}")
+    return Path(dataset_dir) / FEATURES_DIR / tower_key(model.vision, model.input_size, view)
 
 
-def build(model, dataset_dir, batch_size: int = 32, progress: bool = True) -> Path:
+def build(model, dataset_dir, batch_size: int = 32, progress: bool = True, view: str = "colour") -> Path:
     """Compute (or finish computing) the cache of `dataset_dir` for model's tower."""
     from tqdm import tqdm
 
@@ -65,10 +74,11 @@ def build(model, dataset_dir, batch_size: int = 32, progress: bool = True) -> Pa
     if not model.vision.cacheable:
         raise FeatureCacheError("the vision tower trains (not frozen): its features cannot be cached")
     dataset = SceneDataset(dataset_dir)
-    folder = cache_folder(dataset_dir, model)
+    folder = cache_folder(dataset_dir, model, view)
     folder.mkdir(parents=True, exist_ok=True)
     meta = _read_meta(folder) or {
-        "tower": model.vision.saved_config(), "input_size": list(model.input_size), "count": len(dataset), "done": 0,
+        "tower": model.vision.saved_config(), "input_size": list(model.input_size), "view": view,
+        "count": len(dataset), "done": 0,
     }
     if meta["count"] != len(dataset):
         raise FeatureCacheError(f"{folder}: cache of {meta['count']} images, dataset has {len(dataset)}")
@@ -79,11 +89,12 @@ def build(model, dataset_dir, batch_size: int = 32, progress: bool = True) -> Pa
         raise FeatureCacheError(f"{path} has shape {array.shape}, expected {shape}")
     was_training = model.vision.training
     model.vision.eval()
-    bar = tqdm(total=len(dataset), initial=meta["done"], desc="tower features", unit="img", disable=not progress)
+    bar = tqdm(total=len(dataset), initial=meta["done"], desc=f"tower features ({view})", unit="img", disable=not progress)
+    view_of = grayscale if view == "gray" else np.asarray
     try:
         for start in range(meta["done"], len(dataset), batch_size):
             stop = min(start + batch_size, len(dataset))
-            array[start:stop] = _features(model, [dataset[i].image for i in range(start, stop)])
+            array[start:stop] = _features(model, [view_of(dataset[i].image) for i in range(start, stop)])
             array.flush()
             meta["done"] = stop
             _write_meta(folder, meta)
@@ -102,13 +113,14 @@ def _features(model, images) -> np.ndarray:
 
 
 class CachedFeatureDataset(torch.utils.data.Dataset):
-    """A dataset folder's records with the cached features of its images."""
+    """A dataset folder's records with the cached features of one view of its images."""
 
-    def __init__(self, dataset_dir, model):
+    def __init__(self, dataset_dir, model, view: str = "colour"):
         from igllm_ros.data.dataset import SceneDataset
 
         self.scenes = SceneDataset(dataset_dir)
-        self.folder = cache_folder(dataset_dir, model)
+        self.colour_masked = view == "gray"
+        self.folder = cache_folder(dataset_dir, model, view)
         meta = _read_meta(self.folder)
         if meta is None or meta["done"] != meta["count"] or meta["count"] != len(self.scenes):
             raise FeatureCacheError(f"{self.folder}: no complete feature cache; build it first (feature_cache.build)")
@@ -123,7 +135,9 @@ class CachedFeatureDataset(torch.utils.data.Dataset):
         record = self.scenes.record(index)
         from igllm_ros.data.records import scene_from_record
 
-        return FeatureSample(features=np.array(self._array[index]), scene=scene_from_record(record), meta=record)
+        return FeatureSample(
+            features=np.array(self._array[index]), scene=scene_from_record(record), meta=record, colour_masked=self.colour_masked,
+        )
 
 
 def _read_meta(folder: Path) -> dict | None:

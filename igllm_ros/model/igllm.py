@@ -8,6 +8,7 @@ hidden state at t - 1; a `<num>`'s value is regressed from that same hidden stat
 """
 from __future__ import annotations
 
+import dataclasses
 import random
 
 import numpy as np
@@ -15,10 +16,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from igllm_ros import world
 from igllm_ros.model import towers
 from igllm_ros.model.config import ModelConfig
 from igllm_ros.model.grammar import Grammar, encode_scene, image_order, target_scene
-from igllm_ros.images import brightness_jitter, resize_rgb
+from igllm_ros.images import brightness_jitter, grayscale, resize_rgb
 
 
 class NumericHead(nn.Module):
@@ -56,6 +58,8 @@ class IGLLM(nn.Module):
         ids, parts = _joint_factors(codec) if config.factorized_joint else (None, None)
         self.register_buffer("joint_ids", ids, persistent=False)  # None: one free logit per head
         self.register_buffer("joint_parts", parts, persistent=False)
+        alternatives = _colour_alternatives(codec, self.grammar) if config.gray_fraction > 0 else None
+        self.register_buffer("colour_alternatives", alternatives, persistent=False)  # gray views' colour marginal
 
     @property
     def device(self) -> torch.device:
@@ -74,6 +78,10 @@ class IGLLM(nn.Module):
         between DataLoader workers) and are normalised on the model's device."""
         if not samples:
             raise ValueError("collate needs at least one sample")
+        masked = [bool(getattr(s, "colour_masked", False)) for s in samples]
+        if augment and self.config.gray_fraction > 0 and getattr(samples[0], "features", None) is None:
+            masked = [random.random() < self.config.gray_fraction for _ in samples]
+            samples = [dataclasses.replace(s, image=grayscale(s.image)) if m else s for s, m in zip(samples, masked)]
         image_input = self._collate_images(samples, augment)
         encoded = []
         for s in samples:
@@ -91,7 +99,10 @@ class IGLLM(nn.Module):
             mask[i, :n] = 1
             values[i, :n] = torch.from_numpy(e.num_values)
         num_mask = (ids == self.grammar.num_id) & (mask == 1) if self.config.float_numbers else torch.zeros_like(mask, dtype=torch.bool)
-        return {**image_input, "input_ids": ids, "attention_mask": mask, "num_values": values, "num_mask": num_mask}
+        return {
+            **image_input, "input_ids": ids, "attention_mask": mask, "num_values": values, "num_mask": num_mask,
+            "colour_masked": torch.tensor(masked, dtype=torch.bool),
+        }
 
     # ---- forward pieces -----------------------------------------------------------------
     def encode_images(self, pixel_values: torch.Tensor) -> torch.Tensor:
@@ -163,7 +174,9 @@ class IGLLM(nn.Module):
         targets = ids[:, 1:]
         valid = mask[:, 1:].bool()
         logits = self.logits(predicting[valid]).float()
-        ce = F.cross_entropy(logits, targets[valid])
+        masked = batch.get("colour_masked")
+        rows = masked.unsqueeze(1).expand_as(valid)[valid] if masked is not None and masked.any() else None
+        ce = self._token_nll(logits, targets[valid], rows).mean()
         logs = {"ce": ce.item(), "token_acc": (logits.argmax(-1) == targets[valid]).float().mean().item()}
         loss = ce
         if self.numeric_head is not None:
@@ -175,6 +188,23 @@ class IGLLM(nn.Module):
                 logs["mse"] = mse.item()
         logs["loss"] = loss.item()
         return loss, logs
+
+    def _token_nll(self, logits: torch.Tensor, targets: torch.Tensor, colour_masked: torch.Tensor | None) -> torch.Tensor:
+        """Per-token cross entropy; on colour-masked tokens (gray views) whose target names
+        a colour, the loss of the target's colour group instead: -log of the summed
+        probability of the tokens that differ from it only in colour."""
+        nll = F.cross_entropy(logits, targets, reduction="none")
+        if colour_masked is None:
+            return nll
+        if self.colour_alternatives is None:
+            raise ValueError("a colour-masked batch needs model.gray_fraction > 0 (the colour groups)")
+        group = self.colour_alternatives[targets]  # (N, colours), -1 where the target has no colour
+        use = colour_masked & (group[:, 0] >= 0)
+        if use.any():
+            log_p = torch.log_softmax(logits[use], dim=-1)
+            nll = nll.clone()
+            nll[use] = -torch.logsumexp(log_p.gather(1, group[use]), dim=-1)
+        return nll
 
     def param_groups(self, lr: float, head_lr: float, weight_decay: float) -> list[dict]:
         """AdamW groups: the numeric head and value embedding at head_lr; no weight decay on
@@ -213,6 +243,31 @@ def _joint_factors(codec) -> tuple[torch.Tensor, torch.Tensor]:
     ids = [codec.encode(text)[0] for text in heads]
     parts = [[codec.encode(value)[0] for value in values] for values in heads.values()]
     return torch.tensor(ids, dtype=torch.long), torch.tensor(parts, dtype=torch.long)
+
+
+def _colour_alternatives(codec, grammar) -> torch.Tensor:
+    """(vocab, colours) token ids: for a token that names a colour (a joint head, or a
+    colour value with separate attribute tokens), the tokens that differ from it only in
+    colour, itself included; -1 rows for every other token."""
+    from igllm_ros.model.vocab import head_text, joint_heads
+
+    colours = world.ATTRIBUTES["color"]
+    table = torch.full((codec.vocab_size, len(colours)), -1, dtype=torch.long)
+
+    def one_token(text: str) -> int:
+        ids = codec.encode(text)
+        if len(ids) != 1:
+            raise ValueError(f"model.gray_fraction needs one token per colour choice; {text!r} is {len(ids)}")
+        return ids[0]
+
+    if grammar.joint:
+        for shape, _, material, size in joint_heads().values():
+            group = [one_token(head_text(shape, c, material, size)) for c in colours]
+            table[group] = torch.tensor(group)
+    else:
+        group = [one_token(c) for c in colours]
+        table[group] = torch.tensor(group)
+    return table
 
 
 def build(config: ModelConfig) -> IGLLM:

@@ -27,16 +27,22 @@ class EndlessShuffledSampler(Sampler):
     """Dataset indices, epoch after epoch, each epoch a permutation seeded by (seed, epoch).
 
     Starting at sample position `start` gives the same indices an uninterrupted run
-    yields from that position on.
+    yields from that position on. With `second_view` > 0 that fraction of the draws is
+    index + size instead: the same image from a second dataset of equal length stacked
+    behind the first (the grayscale feature view), chosen per draw, also seeded.
     """
 
-    def __init__(self, size: int, seed: int, start: int = 0):
+    def __init__(self, size: int, seed: int, start: int = 0, second_view: float = 0.0):
         if size < 1:
             raise ValueError("cannot sample from an empty dataset")
-        self.size, self.seed, self.start = size, seed, start
+        self.size, self.seed, self.start, self.second_view = size, seed, start, second_view
 
     def permutation(self, epoch: int) -> np.ndarray:
-        return np.random.default_rng(np.random.SeedSequence([self.seed, epoch])).permutation(self.size)
+        order = np.random.default_rng(np.random.SeedSequence([self.seed, epoch])).permutation(self.size)
+        if self.second_view > 0:
+            views = np.random.default_rng(np.random.SeedSequence([self.seed, epoch, 1])).random(self.size)
+            order = order + self.size * (views < self.second_view)
+        return order
 
     def __iter__(self) -> Iterator[int]:
         epoch, offset = divmod(self.start, self.size)
@@ -130,14 +136,20 @@ def _dataset_batches(spec: DataSpec, seed: int, start_sample: int, options: dict
 
 def _feature_batches(spec: DataSpec, model, seed: int, start_sample: int, options: dict) -> Iterator[dict]:
     """A dataset's images through the frozen tower once (cached, resumable), then only
-    the cached features: the same permutations as the dataset source."""
+    the cached features: the same permutations as the dataset source. With
+    model.gray_fraction the grayscale view is cached too and drawn that often."""
+    from torch.utils.data import ConcatDataset
+
     from igllm_ros.model import feature_cache
 
     if model is None:
         raise ValueError("a features: source needs the model (its frozen tower computes the cache)")
-    feature_cache.build(model, spec.path)
-    dataset = feature_cache.CachedFeatureDataset(spec.path, model)
-    sampler = EndlessShuffledSampler(len(dataset), seed, start=start_sample)
+    gray = model.config.gray_fraction
+    views = ("colour", "gray") if gray > 0 else ("colour",)
+    for view in views:
+        feature_cache.build(model, spec.path, view=view)
+    dataset = ConcatDataset([feature_cache.CachedFeatureDataset(spec.path, model, view) for view in views])
+    sampler = EndlessShuffledSampler(len(dataset.datasets[0]), seed, start=start_sample, second_view=gray)
     return iter(DataLoader(dataset, sampler=sampler, **options))
 
 

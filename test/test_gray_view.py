@@ -1,0 +1,127 @@
+"""The colour-shortcut countermeasure (model.gray_fraction): grayscale views of training
+images whose colour loss is marginalised out, cached as a second feature view and drawn
+as often as asked, resumably."""
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+from igllm_ros import world
+from igllm_ros.images import grayscale
+from igllm_ros.model.config import LLMConfig, ModelConfig, VisionConfig
+from igllm_ros.model.igllm import build
+from igllm_ros.model.training.data import EndlessShuffledSampler
+from igllm_ros.model.vocab import head_text
+
+
+def tiny_config(**changes) -> ModelConfig:
+    settings = dict(
+        name="gray-test",
+        input_size=(128, 96),
+        factorized_joint=True,
+        gray_fraction=0.5,
+        vision=VisionConfig(hidden=32, layers=2, heads=2, patch=16),
+        llm=LLMConfig(hidden=32, layers=1, heads=2, kv_heads=2, intermediate=64, max_positions=512),
+    )
+    settings.update(changes)
+    return ModelConfig(**settings)
+
+
+def test_grayscale_is_the_luma_on_three_equal_channels():
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (5, 7, 3), dtype=np.uint8)
+    gray = grayscale(image)
+    assert gray.shape == image.shape and gray.dtype == np.uint8
+    assert np.array_equal(gray[..., 0], gray[..., 1]) and np.array_equal(gray[..., 0], gray[..., 2])
+    expected = np.rint(image.astype(np.float64) @ [0.299, 0.587, 0.114])
+    assert np.abs(gray[..., 0] - expected).max() <= 1
+    assert np.array_equal(grayscale(np.full((2, 2, 3), 200, np.uint8)), np.full((2, 2, 3), 200, np.uint8))
+
+
+def test_a_masked_colour_target_costs_its_colour_group_and_other_tokens_as_before():
+    torch.manual_seed(0)
+    model = build(tiny_config())
+    codec = model.codec
+    red_cube = codec.encode(head_text("cube", "red", "metal", "large"))[0]
+    blue_cube = codec.encode(head_text("cube", "blue", "metal", "large"))[0]
+    red_sphere = codec.encode(head_text("sphere", "red", "metal", "large"))[0]
+    comma = codec.encode(", ")[0]
+    targets = torch.tensor([red_cube, blue_cube, red_sphere, comma])
+    logits = torch.randn(4, codec.vocab_size) * 3
+    plain = model._token_nll(logits, targets, None)
+    masked = model._token_nll(logits, targets, torch.ones(4, dtype=torch.bool))
+    group = [codec.encode(head_text("cube", c, "metal", "large"))[0] for c in world.ATTRIBUTES["color"]]
+    expected = -torch.log_softmax(logits[0], -1)[group].logsumexp(-1)
+    assert torch.allclose(masked[0], expected)
+    # only the colour is marginalised: other shapes (other groups) still cost, commas as before
+    assert not torch.allclose(masked[0], masked[2])
+    assert torch.equal(masked[3], plain[3])
+    assert torch.all(masked[:3] < plain[:3])
+    # unmasked rows of a partly masked batch are untouched
+    partly = model._token_nll(logits, targets, torch.tensor([False, True, False, False]))
+    assert torch.equal(partly[[0, 2, 3]], plain[[0, 2, 3]]) and torch.allclose(partly[1], masked[1])
+
+
+def test_without_gray_fraction_a_masked_batch_is_refused():
+    model = build(tiny_config(gray_fraction=0.0))
+    targets = torch.tensor([model.codec.encode(", ")[0]])
+    with pytest.raises(ValueError, match="gray_fraction"):
+        model._token_nll(torch.zeros(1, model.codec.vocab_size), targets, torch.ones(1, dtype=torch.bool))
+
+
+def test_augmenting_collate_grays_about_the_asked_fraction_and_flags_it():
+    from igllm_ros.data.stream import generate_samples
+
+    model = build(tiny_config())
+    samples = list(itertools.islice(generate_samples("val_id", 3, 128, 96), 8))
+    flags = []
+    for _ in range(10):
+        batch = model.collate(samples, augment=True)
+        pixels = batch["pixel_values"]
+        gray = (pixels[:, 0] == pixels[:, 1]).flatten(1).all(1) & (pixels[:, 1] == pixels[:, 2]).flatten(1).all(1)
+        assert torch.equal(gray, batch["colour_masked"])  # gray images, and only they, are flagged
+        flags += batch["colour_masked"].tolist()
+    assert 0.3 < np.mean(flags) < 0.7
+    assert not model.collate(samples, augment=False)["colour_masked"].any()  # validation stays colour
+
+
+def test_the_sampler_draws_the_second_view_that_often_and_resumes_exactly():
+    full = list(itertools.islice(iter(EndlessShuffledSampler(50, seed=2, second_view=0.3)), 500))
+    for epoch in range(10):  # every image once per epoch, in one view or the other
+        assert sorted(i % 50 for i in full[50 * epoch : 50 * epoch + 50]) == list(range(50))
+    assert 0.2 < np.mean([i >= 50 for i in full]) < 0.4
+    resumed = list(itertools.islice(iter(EndlessShuffledSampler(50, seed=2, start=123, second_view=0.3)), 377))
+    assert resumed == full[123:]
+    plain = list(itertools.islice(iter(EndlessShuffledSampler(50, seed=2)), 500))
+    assert [i % 50 for i in full] == plain  # the view draw leaves the order as it was
+
+
+def test_feature_source_caches_the_gray_view_beside_the_colour_one(tmp_path, monkeypatch):
+    from igllm_ros.data.writer import generate
+    from igllm_ros.model import feature_cache
+    from igllm_ros.model.samples import DataSpec
+    from igllm_ros.model.training.data import collate_fn, train_batches
+
+    monkeypatch.setenv("IGLLM_CACHE_DIR", str(tmp_path / "cache"))
+    torch.manual_seed(0)
+    model = build(tiny_config(vision=VisionConfig(kind="efficientnet_lite0", freeze=True))).eval()
+    generate(tmp_path, "val_id", 6, seed=5, width=160, height=120, progress=False)
+    folder = tmp_path / "val_id"
+    batches = train_batches(
+        DataSpec.parse(f"features:{folder}"), collate_fn(model, False), batch_size=6, workers=0,
+        seed=0, start_sample=0, start_step=0, default_size=model.input_size, model=model,
+    )
+    colour_dir = feature_cache.cache_folder(folder, model, "colour")
+    gray_dir = feature_cache.cache_folder(folder, model, "gray")
+    assert colour_dir != gray_dir and (gray_dir / "features.npy").is_file()
+    colour = np.load(colour_dir / "features.npy")
+    gray = np.load(gray_dir / "features.npy")
+    assert not np.allclose(colour, gray)
+    # the gray view is the tower on the grayscale image
+    from igllm_ros.data.dataset import SceneDataset
+
+    expected = feature_cache._features(model, [grayscale(SceneDataset(folder)[2].image)])[0]
+    assert np.allclose(gray[2], expected, atol=1e-2)
+    flags = torch.cat([next(batches)["colour_masked"] for _ in range(6)])
+    assert 0 < flags.float().mean() < 1
