@@ -13,6 +13,7 @@ import json
 import multiprocessing
 import os
 import shutil
+import zlib
 from pathlib import Path
 
 from PIL import Image
@@ -33,7 +34,10 @@ from igllm_ros.data.splits import split_rule
 PARTS_DIR = "parts"
 CHUNK_SIZE = 50
 CYCLES_CHUNK_SIZE = 5  # Cycles takes seconds per image: an interruption loses at most these
-PNG_COMPRESS_LEVEL = 1  # fast; level 6 saves ~10 % space at 3x the encode time
+# Huffman coding only (no LZ77 match search): on the sensor-noisy randomized images it is
+# ~35 % faster than level 1 with its default strategy and writes smaller files (noise
+# leaves LZ77 little to match); lossless either way.
+PNG_OPTIONS = {"compress_level": 1, "compress_type": zlib.Z_HUFFMAN_ONLY}
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
@@ -73,7 +77,7 @@ def _write_chunk(indices: list[int]) -> int:
         record["image"] = image_name(index)
         path = folder / record["image"]
         tmp = path.with_name(path.stem + ".tmp.png")
-        Image.fromarray(rgb).save(tmp, compress_level=PNG_COMPRESS_LEVEL)
+        Image.fromarray(rgb).save(tmp, **PNG_OPTIONS)
         os.replace(tmp, path)
         lines.append(json.dumps(record, separators=(",", ":")))
     _atomic_write_text(folder / PARTS_DIR / f"{indices[0]:06d}_{indices[-1]:06d}.jsonl", "\n".join(lines) + "\n")
