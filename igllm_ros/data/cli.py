@@ -23,8 +23,9 @@ DEFAULT_COUNTS = {
     "train_robust": 20000,
     "val_camera": 500,
     "val_cycles": 300,
+    "train_cycles": 2000,
 }
-# `--split all`: every split the moderngl renderer draws; val_cycles (seconds per image) on its own
+# `--split all`: every split the moderngl renderer draws; the Cycles splits (seconds per image) on their own
 ALL_SPLITS = tuple(s for s in SPLITS if split_rule(s).renderer == "moderngl")
 DEFAULT_SEED = 0
 

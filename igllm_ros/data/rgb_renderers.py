@@ -26,7 +26,7 @@ def _cycles_class():
     except ImportError as err:
         raise RendererUnavailable(
             f"this split renders with Blender Cycles, but {CYCLES_MODULE} cannot be imported ({err}); "
-            "the Cycles renderer (igllm_ros/data/cycles.py) is needed for val_cycles"
+            "the Cycles renderer (igllm_ros/data/cycles.py) is needed for the Cycles splits (val_cycles, train_cycles)"
         ) from err
     if not hasattr(module, "CyclesRenderer"):
         raise RendererUnavailable(f"{CYCLES_MODULE} has no CyclesRenderer")

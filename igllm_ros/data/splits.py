@@ -12,6 +12,10 @@
 - val_cycles:      val_id's scenes (same seeds, so sample i is val_id's sample i), the RGB
                    image rendered by Blender Cycles (igllm_ros.data.cycles) instead of the
                    moderngl renderer: the renderer is the only difference.
+- train_cycles:    condition A, training yaw band, robot camera poses, drawn by Blender
+                   Cycles (CLEVR's look): Cycles renders to mix into training
+                   (`data.train: [features:data/train_robust, features:data/train_cycles]`)
+                   when a GPU box or time allows; its own seeds, never val_cycles' scenes.
 
 New splits go at the end of SPLITS: split_id (mixed into every sample's seed) is the
 position there, so existing seeds keep giving the same samples.
@@ -25,7 +29,7 @@ from dataclasses import dataclass
 
 from igllm_ros import world
 
-SPLITS = ("train", "val_id", "val_cogent_b", "val_param", "val_visual", "train_robust", "val_camera", "val_cycles")
+SPLITS = ("train", "val_id", "val_cogent_b", "val_param", "val_visual", "train_robust", "val_camera", "val_cycles", "train_cycles")
 CAMERA_MODES = ("nominal", "robot")  # nominal: world.CAMERA_NOMINAL_POSITION_M jittered; robot: world.ROBOT_CAMERA_*
 RGB_RENDERERS = ("moderngl", "cycles")
 
@@ -55,6 +59,7 @@ SPLIT_RULES = {
     "train_robust": SplitRule("train_robust", "A", TRAIN_YAW_BANDS_DECIDEG, False, randomize=True, camera="robot"),
     "val_camera": SplitRule("val_camera", "A", TRAIN_YAW_BANDS_DECIDEG, False, camera="robot"),
     "val_cycles": SplitRule("val_cycles", "A", TRAIN_YAW_BANDS_DECIDEG, False, renderer="cycles", seed_split="val_id"),
+    "train_cycles": SplitRule("train_cycles", "A", TRAIN_YAW_BANDS_DECIDEG, False, camera="robot", renderer="cycles"),
 }
 assert tuple(SPLIT_RULES) == SPLITS
 assert all(r.condition in world.COGENT_COLORS for r in SPLIT_RULES.values())

@@ -6,7 +6,9 @@ split, or (training only) a dataset read through its frozen-tower feature cache
 (`features:data/train_robust`, igllm_ros.model.feature_cache). One form for presets
 (`data.train`, `data.val`) and igllm-eval's `--data`: a string (`data/val_id`,
 `generator:val_cogent_b`, `features:data/train`) or a mapping with keys source, path,
-split, seed, size, count. The endless training stream is igllm_ros.model.training.data.
+split, seed, size, count. For training, a list of datasets (or of feature sources) is
+their union, drawn as one dataset: `[features:data/train_robust, features:data/train_cycles]`.
+The endless training stream is igllm_ros.model.training.data.
 """
 from __future__ import annotations
 
@@ -25,11 +27,18 @@ class DataSpec:
     seed: int = 0  # generator seed
     size: tuple[int, int] | None = None  # generator (width, height); None: the model's input size
     count: int | None = None  # how many samples (validation / evaluation); None: all (datasets)
+    extra_paths: tuple[str, ...] = ()  # more directories of the same source, drawn together with path
+
+    @property
+    def paths(self) -> tuple[str, ...]:
+        return (self.path, *self.extra_paths) if self.path else ()
 
     @classmethod
     def parse(cls, value) -> "DataSpec":
         if isinstance(value, DataSpec):
             return value
+        if isinstance(value, (list, tuple)):
+            return cls._union([cls.parse(v) for v in value])
         if isinstance(value, str):
             if value.startswith("generator:"):
                 split = value.split(":", 1)[1]
@@ -73,17 +82,31 @@ class DataSpec:
             count=count,
         )
 
+    @classmethod
+    def _union(cls, parts: list["DataSpec"]) -> "DataSpec":
+        if not parts:
+            raise ValueError("data spec: an empty list")
+        sources = {p.source for p in parts}
+        if len(sources) != 1 or sources <= {"generator"}:
+            raise ValueError(f"data spec list: all datasets or all features: sources, got {sorted(sources)}")
+        if any(p.extra_paths or p.count for p in parts):
+            raise ValueError("data spec list: plain directories only (no nested lists, no count)")
+        paths = [p.path for p in parts]
+        if len(set(paths)) != len(paths):
+            raise ValueError(f"data spec list: a directory twice in {paths}")
+        return cls(source=parts[0].source, path=paths[0], extra_paths=tuple(paths[1:]))
+
     def describe(self) -> str:
         if self.source == "dataset":
-            text = self.path
+            text = " + ".join(self.paths)
         elif self.source == "features":
-            text = f"features:{self.path}"
+            text = " + ".join(f"features:{p}" for p in self.paths)
         else:
             text = f"generator:{self.split} (seed {self.seed}" + (f", {self.size[0]}x{self.size[1]})" if self.size else ")")
         return text + (f", {self.count} samples" if self.count else "")
 
     def to_dict(self) -> dict:
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items() if v is not None}
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items() if v is not None and v != ()}
 
 
 def load_samples(spec: DataSpec, default_size: tuple[int, int], count: int | None = None) -> list:
@@ -95,8 +118,12 @@ def load_samples(spec: DataSpec, default_size: tuple[int, int], count: int | Non
     if spec.source == "dataset":
         from igllm_ros.data.dataset import SceneDataset
 
-        dataset = SceneDataset(spec.path)
-        return [dataset[i] for i in range(min(len(dataset), count or len(dataset)))]
+        samples = []
+        for path in spec.paths:
+            dataset = SceneDataset(path)
+            wanted = len(dataset) if not count else min(len(dataset), count - len(samples))
+            samples += [dataset[i] for i in range(wanted)]
+        return samples
     from igllm_ros.data.stream import generate_samples
 
     width, height = spec.size or default_size

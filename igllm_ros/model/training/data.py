@@ -127,9 +127,11 @@ def _loader_options(collate, batch_size: int, workers: int, seed: int, start_ste
 
 
 def _dataset_batches(spec: DataSpec, seed: int, start_sample: int, options: dict) -> Iterator[dict]:
+    from torch.utils.data import ConcatDataset
+
     from igllm_ros.data.dataset import SceneDataset
 
-    dataset = SceneDataset(spec.path)
+    dataset = ConcatDataset([SceneDataset(path) for path in spec.paths])  # one or the union of several
     sampler = EndlessShuffledSampler(len(dataset), seed, start=start_sample)
     return iter(DataLoader(dataset, sampler=sampler, **options))
 
@@ -147,9 +149,13 @@ def _feature_batches(spec: DataSpec, model, seed: int, start_sample: int, option
     gray = model.config.gray_fraction
     views = ("colour", "gray") if gray > 0 else ("colour",)
     for view in views:
-        feature_cache.build(model, spec.path, view=view)
-    dataset = ConcatDataset([feature_cache.CachedFeatureDataset(spec.path, model, view) for view in views])
-    sampler = EndlessShuffledSampler(len(dataset.datasets[0]), seed, start=start_sample, second_view=gray)
+        for path in spec.paths:
+            feature_cache.build(model, path, view=view)
+    # every directory's colour view, then (gray) the same order again: image i's gray view is i + images
+    parts = [feature_cache.CachedFeatureDataset(path, model, view) for view in views for path in spec.paths]
+    images = sum(len(part) for part in parts[: len(spec.paths)])
+    sampler = EndlessShuffledSampler(images, seed, start=start_sample, second_view=gray)
+    dataset = ConcatDataset(parts)
     return iter(DataLoader(dataset, sampler=sampler, **options))
 
 
