@@ -65,6 +65,24 @@ def test_shipped_model_decodes_the_same_on_96_rendered_scenes(shipped_scenes):
     assert_same(fast, decode.reconstruct(model, alone, path="generic"))
 
 
+def test_the_default_lite0_model_writes_the_same_programs_with_its_folded_tower():
+    # The fast path also runs an EfficientNet tower with its BatchNorms folded into the
+    # convolutions (equal to float rounding, ~1e-6 relative): programs must not change.
+    from igllm_ros.data.stream import generate_samples
+    from igllm_ros.reconstruction import DEFAULT_MODEL
+
+    path = Path(__file__).resolve().parents[1] / DEFAULT_MODEL
+    model = igllm.load(str(path), device="cpu", dtype=torch.float32)
+    if not hasattr(model.vision, "inference_features"):
+        pytest.skip(f"{DEFAULT_MODEL} has no EfficientNet tower")
+    scenes = [s.image for s in itertools.islice(generate_samples("val_camera", 2026, 320, 240), 32)]
+    for start in range(0, len(scenes), 8):
+        chunk = scenes[start:start + 8]
+        fast = decode.reconstruct(model, chunk, path="fast")
+        generic = decode.reconstruct(model, chunk, path="generic")
+        assert [r.program for r in fast] == [r.program for r in generic]
+
+
 @pytest.mark.parametrize("name", CONFIGS)
 def test_random_models_decode_the_same(name):
     # end_bias -1e4: a model that never stops, cut at max_objects (the longest programs:

@@ -175,6 +175,28 @@ def test_cached_feature_training_equals_uncached_on_the_same_batch(tmp_path):
     assert feature_cache.build(model, tmp_path / "val_id", progress=False) == folder
 
 
+def test_decoding_features_with_folded_batch_norms_equal_the_tower_and_follow_its_weights():
+    torch.manual_seed(0)
+    model = build(small_config()).eval()
+    tower = model.vision
+    pixels = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (2, 3, 96, 128), dtype=np.uint8))
+    with torch.inference_mode():
+        reference = tower.features(pixels)
+        folded = tower.inference_features(pixels)
+    assert folded.shape == reference.shape
+    assert torch.allclose(folded, reference, atol=1e-4 * float(reference.abs().max()))
+    copy = efficientnet._folded(tower)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in copy.modules())  # every BatchNorm folded
+    assert efficientnet._folded(tower) is copy  # made once
+    with torch.no_grad():
+        tower.blocks[3][0].bn2.running_var.mul_(4.0)  # a changed weight: the copy is rebuilt
+    with torch.inference_mode():
+        changed = tower.features(pixels)
+        assert not torch.allclose(changed, reference, atol=1e-3)
+        assert torch.allclose(tower.inference_features(pixels), changed, atol=1e-4 * float(changed.abs().max()))
+    assert efficientnet._folded(tower) is not copy
+
+
 def test_checkpoint_round_trip_keeps_the_tower(tmp_path):
     from igllm_ros.model.loading import load
 

@@ -139,7 +139,7 @@ def decode(model, pixels: torch.Tensor, max_objects: int, skip_forced: bool = Tr
     grammar = model.grammar
     float_mode = model.numeric_head is not None
     feedback = model.value_embedding is not None
-    image = model.encode_images(pixels)
+    image = model.encode_images(pixels, fast=path != "generic")
     mark("vision + projector")
     batch, prefix = image.shape[0], image.shape[1]
     if llm_path(model, path) == fast_llama.NAME:

@@ -105,9 +105,11 @@ class IGLLM(nn.Module):
         }
 
     # ---- forward pieces -----------------------------------------------------------------
-    def encode_images(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """uint8 (B, 3, H, W) -> projected patch tokens (B, P, hidden)."""
-        return self.encode_features(self.vision.features(pixel_values))
+    def encode_images(self, pixel_values: torch.Tensor, fast: bool = False) -> torch.Tensor:
+        """uint8 (B, 3, H, W) -> projected patch tokens (B, P, hidden). fast (decoding): the
+        tower's inference_features where it has one (a faster, equal computation)."""
+        tower = self.vision.inference_features if fast and hasattr(self.vision, "inference_features") else self.vision.features
+        return self.encode_features(tower(pixel_values))
 
     def encode_features(self, features: torch.Tensor) -> torch.Tensor:
         """The tower's (frozen, cacheable) features (B, P, C) -> projected tokens (B, P, hidden)."""

@@ -14,6 +14,9 @@ patch), coarser maps by repetition. At 256x192 and stride 32 that is 8 x 6 = 48 
 """
 from __future__ import annotations
 
+import copy
+import weakref
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -24,6 +27,9 @@ from igllm_ros.model.vision.weights import WeightSource, load_converted, read_st
 FEATURE_STAGES = {2: 8, 4: 16, 6: 32}
 STAGE_COUNT = 7
 INPUT_MEAN, INPUT_STD = 0.5, 0.5  # the tf_ EfficientNet-Lite input scaling: [-1, 1]
+
+# Per tower: (its weights' identities and versions, the BatchNorm-folded copy decoding uses).
+_FOLDED: "weakref.WeakKeyDictionary[nn.Module, tuple]" = weakref.WeakKeyDictionary()
 
 SOURCES = {
     "efficientnet_lite0": WeightSource(
@@ -108,6 +114,13 @@ class EfficientNetTower(nn.Module):
         fused = torch.cat(maps, dim=1)
         return fused.flatten(2).transpose(1, 2)
 
+    @torch.no_grad()
+    def inference_features(self, pixels: torch.Tensor) -> torch.Tensor:
+        """features() for decoding: the same network through a copy with every BatchNorm
+        folded into the convolution before it, run channels-last (measured ~1.5x faster on
+        one CPU thread; equal to features() to float rounding). Rebuilt when a weight changes."""
+        return _folded(self).features(pixels.contiguous(memory_format=torch.channels_last))
+
     def adapt(self, features: torch.Tensor) -> torch.Tensor:
         return features + self.position.to(features.dtype)
 
@@ -141,6 +154,34 @@ class EfficientNetTower(nn.Module):
         if missing:
             raise ValueError(f"pretrained {self.kind} lacks {missing[:5]}")
         self.load_state_dict(wanted, strict=False)
+
+
+def _folded(tower: EfficientNetTower) -> EfficientNetTower:
+    key = tuple((id(t), t._version) for name, t in [*tower.named_parameters(), *tower.named_buffers()] if name != "position")
+    cached = _FOLDED.get(tower)
+    if cached is None or cached[0] != key:
+        dtype = tower.conv_stem.weight.dtype
+        folded = copy.deepcopy(tower).float().eval()  # fold in float32, then back to the tower's dtype
+        _fold_batch_norms(folded)
+        cached = (key, folded.to(dtype).to(memory_format=torch.channels_last).requires_grad_(False))
+        _FOLDED[tower] = cached
+    return cached[1]
+
+
+def _fold_batch_norms(module: nn.Module) -> None:
+    """Every Conv2d directly followed (in registration order, as geffnet's blocks apply
+    them) by a BatchNorm2d of its width becomes one Conv2d; the BatchNorm an Identity."""
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    names = list(module._modules)
+    for first, second in zip(names, names[1:]):
+        conv, bn = module._modules[first], module._modules[second]
+        if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d) and conv.out_channels == bn.num_features:
+            module._modules[first] = fuse_conv_bn_eval(conv, bn)
+            module._modules[second] = nn.Identity()
+    for child in module._modules.values():
+        if child is not None:
+            _fold_batch_norms(child)
 
 
 def _channel_factor(stride: int, token_stride: int) -> int:
