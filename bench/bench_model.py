@@ -262,7 +262,7 @@ def format_stages(result: dict, batch: int) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", default="models/igllm-lite0-float")
+    p.add_argument("--model", default="models/igllm-lite0-gray")
     p.add_argument("--device", default="all", help="all (CPU, and CUDA when available) | auto | cpu | cuda")
     p.add_argument("--dtype", default="auto", help="decode dtype: auto (bf16 on CUDA, float32 on CPU) | float32 | bfloat16")
     p.add_argument("--scenes", type=int, default=20, help="scenes per object count (3 and 10)")
