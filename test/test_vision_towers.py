@@ -195,6 +195,9 @@ def test_decoding_features_with_folded_batch_norms_equal_the_tower_and_follow_it
         assert not torch.allclose(changed, reference, atol=1e-3)
         assert torch.allclose(tower.inference_features(pixels), changed, atol=1e-4 * float(changed.abs().max()))
     assert efficientnet._folded(tower) is not copy
+    tower.double()  # .to() keeps the parameters' identity and version: the copy must follow anyway
+    with torch.inference_mode():
+        assert tower.inference_features(pixels).dtype == torch.float64
 
 
 def test_checkpoint_round_trip_keeps_the_tower(tmp_path):

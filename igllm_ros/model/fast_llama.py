@@ -25,14 +25,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from igllm_ros.model.derived import derived, new_cache
 from igllm_ros.model.kv_cache import StaticKVCache
 
 NAME = "fast-llama"
 
 # Per rotary module: (inv_freq, device, dtype) -> cos and sin tables by position.
 _ROPE_TABLES: "weakref.WeakKeyDictionary[nn.Module, tuple]" = weakref.WeakKeyDictionary()
-# Per attention or MLP module: (its weights' identities and versions, their concatenation).
-_FUSED: "weakref.WeakKeyDictionary[nn.Module, tuple]" = weakref.WeakKeyDictionary()
+# Per attention or MLP module: its weights' concatenation (derived.py).
+_FUSED = new_cache()
 
 
 def unsupported_reason(llm: nn.Module) -> str | None:
@@ -191,12 +192,7 @@ def _attention_mask(cache: StaticKVCache, start: int, end: int, rows: int) -> tu
 def _fused(owner: nn.Module, *weights: torch.Tensor) -> torch.Tensor:
     """The weights concatenated along their output rows, cached per owning module (weakly:
     nothing is added to the model) until one of them changes."""
-    key = tuple((w.data_ptr(), w._version, w.dtype, w.device) for w in weights)
-    cached = _FUSED.get(owner)
-    if cached is None or cached[0] != key:
-        cached = (key, torch.cat([w.detach() for w in weights]))
-        _FUSED[owner] = cached
-    return cached[1]
+    return derived(_FUSED, owner, weights, lambda: torch.cat([w.detach() for w in weights]))
 
 
 def _rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:

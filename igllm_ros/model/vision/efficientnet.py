@@ -15,12 +15,12 @@ patch), coarser maps by repetition. At 256x192 and stride 32 that is 8 x 6 = 48 
 from __future__ import annotations
 
 import copy
-import weakref
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from igllm_ros.model.derived import derived, new_cache
 from igllm_ros.model.vision.weights import WeightSource, load_converted, read_state_dict_pth
 
 # Stage (block group) indices whose outputs are used, and their strides.
@@ -28,8 +28,7 @@ FEATURE_STAGES = {2: 8, 4: 16, 6: 32}
 STAGE_COUNT = 7
 INPUT_MEAN, INPUT_STD = 0.5, 0.5  # the tf_ EfficientNet-Lite input scaling: [-1, 1]
 
-# Per tower: (its weights' identities and versions, the BatchNorm-folded copy decoding uses).
-_FOLDED: "weakref.WeakKeyDictionary[nn.Module, tuple]" = weakref.WeakKeyDictionary()
+_FOLDED = new_cache()  # per tower: the BatchNorm-folded copy decoding uses (derived.py)
 
 SOURCES = {
     "efficientnet_lite0": WeightSource(
@@ -157,15 +156,15 @@ class EfficientNetTower(nn.Module):
 
 
 def _folded(tower: EfficientNetTower) -> EfficientNetTower:
-    key = tuple((id(t), t._version) for name, t in [*tower.named_parameters(), *tower.named_buffers()] if name != "position")
-    cached = _FOLDED.get(tower)
-    if cached is None or cached[0] != key:
-        dtype = tower.conv_stem.weight.dtype
-        folded = copy.deepcopy(tower).float().eval()  # fold in float32, then back to the tower's dtype
-        _fold_batch_norms(folded)
-        cached = (key, folded.to(dtype).to(memory_format=torch.channels_last).requires_grad_(False))
-        _FOLDED[tower] = cached
-    return cached[1]
+    weights = [t for name, t in [*tower.named_parameters(), *tower.named_buffers()] if name != "position"]
+    return derived(_FOLDED, tower, weights, lambda: _make_folded(tower))
+
+
+def _make_folded(tower: EfficientNetTower) -> EfficientNetTower:
+    dtype = tower.conv_stem.weight.dtype
+    folded = copy.deepcopy(tower).float().eval()  # fold in float32, then back to the tower's dtype
+    _fold_batch_norms(folded)
+    return folded.to(dtype).to(memory_format=torch.channels_last).requires_grad_(False)
 
 
 def _fold_batch_norms(module: nn.Module) -> None:
