@@ -87,11 +87,11 @@ def test_augmenting_collate_grays_about_the_asked_fraction_and_flags_it():
 
 
 def test_the_sampler_draws_the_second_view_that_often_and_resumes_exactly():
-    full = list(itertools.islice(iter(EndlessShuffledSampler(50, seed=2, second_view=0.3)), 500))
+    full = list(itertools.islice(iter(EndlessShuffledSampler(50, seed=2, views=(0.3,))), 500))
     for epoch in range(10):  # every image once per epoch, in one view or the other
         assert sorted(i % 50 for i in full[50 * epoch : 50 * epoch + 50]) == list(range(50))
     assert 0.2 < np.mean([i >= 50 for i in full]) < 0.4
-    resumed = list(itertools.islice(iter(EndlessShuffledSampler(50, seed=2, start=123, second_view=0.3)), 377))
+    resumed = list(itertools.islice(iter(EndlessShuffledSampler(50, seed=2, start=123, views=(0.3,))), 377))
     assert resumed == full[123:]
     plain = list(itertools.islice(iter(EndlessShuffledSampler(50, seed=2)), 500))
     assert [i % 50 for i in full] == plain  # the view draw leaves the order as it was
@@ -125,3 +125,106 @@ def test_feature_source_caches_the_gray_view_beside_the_colour_one(tmp_path, mon
     assert np.allclose(gray[2], expected, atol=1e-2)
     flags = torch.cat([next(batches)["colour_masked"] for _ in range(6)])
     assert 0 < flags.float().mean() < 1
+
+
+# ---- the recoloured view (model.recolour_fraction) -------------------------------------
+def _two_object_image():
+    from igllm_ros.data.render import SceneRenderer
+    from igllm_ros.scene import Camera, Scene, SceneObject
+
+    scene = Scene(
+        objects=(
+            SceneObject("cube", "gray", "rubber", "large", (-0.06, 0.0, 0.025), 20.0),
+            SceneObject("cylinder", "red", "metal", "large", (0.07, 0.03, 0.025), 0.0),
+        ),
+        camera=Camera(),
+    )
+    with SceneRenderer(160, 120) as renderer:
+        render = renderer.render(scene)
+    return render.rgb, render.mask
+
+
+def test_recolouring_changes_each_objects_colour_and_keeps_its_luma_and_the_ground():
+    from scipy.ndimage import binary_dilation
+
+    from igllm_ros.images import _TO_YCC, recolour_objects
+
+    image, mask = _two_object_image()
+    assert set(np.unique(mask)) == {-1, 0, 1}
+    out = recolour_objects(image, mask, np.random.default_rng(0))
+    assert out.shape == image.shape and out.dtype == np.uint8
+    near = binary_dilation(mask >= 0)
+    assert np.array_equal(out[~near], image[~near])  # the ground, one pixel away from objects, as it was
+    luma = lambda im: im.astype(np.float32) @ _TO_YCC[0]
+    inside = mask >= 0
+    unclipped = inside & (out.min(axis=2) > 0) & (out.max(axis=2) < 255)
+    assert np.abs(luma(out) - luma(image))[unclipped].max() < 1.5  # shading kept: only chroma moves
+    chroma = lambda im, where: (im.astype(np.float32) @ _TO_YCC[1:].T)[where].mean(axis=0)
+    shifts = [
+        [np.linalg.norm(chroma(recolour_objects(image, mask, np.random.default_rng(seed)), mask == i) - chroma(image, mask == i)) for i in (0, 1)]
+        for seed in range(10)
+    ]
+    assert np.mean(np.array(shifts) > 5.0) >= 0.8  # nearly always a new colour, the gray cube included
+    assert np.array_equal(out, recolour_objects(image, mask, np.random.default_rng(0)))  # seeded
+    assert not np.array_equal(out, recolour_objects(image, mask, np.random.default_rng(1)))
+    with pytest.raises(ValueError, match="mask"):
+        recolour_objects(image, mask[:-1], np.random.default_rng(0))
+
+
+def test_the_sampler_draws_two_extra_views_as_often_as_asked():
+    full = list(itertools.islice(iter(EndlessShuffledSampler(50, seed=2, views=(0.25, 0.35))), 2000))
+    views = np.array(full) // 50
+    assert 0.18 < np.mean(views == 1) < 0.32 and 0.28 < np.mean(views == 2) < 0.42
+    plain = list(itertools.islice(iter(EndlessShuffledSampler(50, seed=2)), 2000))
+    assert [i % 50 for i in full] == plain
+    gray_only = list(itertools.islice(iter(EndlessShuffledSampler(50, seed=2, views=(0.25,))), 2000))
+    assert [v == 1 for v in np.array(gray_only) // 50] == list(views == 1)  # the gray draws are the one-view draws
+    with pytest.raises(ValueError, match="sum"):
+        EndlessShuffledSampler(50, seed=2, views=(0.5, 0.5))
+
+
+def test_recolour_fraction_is_checked_and_needs_a_feature_source():
+    from igllm_ros.model.samples import DataSpec
+    from igllm_ros.model.training.data import collate_fn, train_batches
+
+    with pytest.raises(ValueError, match="together < 1"):
+        tiny_config(gray_fraction=0.5, recolour_fraction=0.5)
+    model = build(tiny_config(gray_fraction=0.0, recolour_fraction=0.3))
+    assert model.colour_alternatives is not None  # the colour groups exist for the masked views
+    with pytest.raises(ValueError, match="features: source"):
+        train_batches(
+            DataSpec.parse("generator:val_id"), collate_fn(model, True), batch_size=2, workers=0,
+            seed=0, start_sample=0, start_step=0, default_size=model.input_size, model=model,
+        )
+
+
+def test_feature_source_caches_the_recoloured_view_of_each_image(tmp_path, monkeypatch):
+    from igllm_ros.data.dataset import SceneDataset
+    from igllm_ros.data.render import SceneRenderer
+    from igllm_ros.data.writer import generate
+    from igllm_ros.images import recolour_objects
+    from igllm_ros.model import feature_cache
+    from igllm_ros.model.samples import DataSpec
+    from igllm_ros.model.training.data import collate_fn, train_batches
+
+    monkeypatch.setenv("IGLLM_CACHE_DIR", str(tmp_path / "cache"))
+    torch.manual_seed(0)
+    config = tiny_config(gray_fraction=0.3, recolour_fraction=0.4, vision=VisionConfig(kind="efficientnet_lite0", freeze=True))
+    model = build(config).eval()
+    generate(tmp_path, "val_id", 6, seed=5, width=160, height=120, progress=False)
+    folder = tmp_path / "val_id"
+    batches = train_batches(
+        DataSpec.parse(f"features:{folder}"), collate_fn(model, False), batch_size=6, workers=0,
+        seed=0, start_sample=0, start_step=0, default_size=model.input_size, model=model,
+    )
+    folders = {view: feature_cache.cache_folder(folder, model, view) for view in feature_cache.VIEWS}
+    assert len(set(folders.values())) == 3 and all((f / "features.npy").is_file() for f in folders.values())
+    sample = SceneDataset(folder)[4]
+    with SceneRenderer(160, 120) as renderer:
+        mask, _ = renderer.render_labels(sample.scene)
+    recoloured = recolour_objects(sample.image, mask, np.random.default_rng([feature_cache.RECOLOUR_SEED, 4]))
+    expected = feature_cache._features(model, [recoloured])[0]
+    assert np.allclose(np.load(folders["recolour"] / "features.npy")[4], expected, atol=1e-2)
+    assert not np.allclose(np.load(folders["colour"] / "features.npy")[4], expected, atol=1e-2)
+    flags = torch.cat([next(batches)["colour_masked"] for _ in range(8)])
+    assert 0.5 < flags.float().mean() < 0.9  # gray and recoloured draws are masked, colour ones not

@@ -95,4 +95,5 @@ def test_feature_union_lines_each_gray_view_up_with_its_colour_view(two_folders,
     for s in drawn[:10]:
         image = next(i.image for i in images if i.scene == s.scene)
         expected = _features(model, [grayscale(image) if s.colour_masked else image])[0]
-        assert np.allclose(s.features, expected, atol=1e-2)
+        diff = np.abs(s.features.astype(np.float32) - expected.astype(np.float32))
+        assert diff.max() <= 2e-2 + 2e-3 * np.abs(expected).max(), diff.max()  # fp16 of batched vs single-image convs

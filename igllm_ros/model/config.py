@@ -104,6 +104,11 @@ class ModelConfig:
     # from geometry; no unseen shape-colour pair is ever shown. Feature sources cache a
     # second, grayscale view of every image (feature_cache.py).
     gray_fraction: float = 0.0
+    # The stronger twin: this fraction of training images shows every object in a random
+    # colour of its own (images.recolour_objects; the colour loss masked the same way), so
+    # cubes come in every hue. It needs a features: source (the view is cached with the
+    # instance masks re-rendered from the scenes).
+    recolour_fraction: float = 0.0
     # False: checkpoints leave out the frozen weights of pretrained towers (a frozen CLIP, a
     # LoRA-wrapped LLM's base) and load them again from the towers' pretrained directories,
     # which must then exist where the model is loaded (the paper preset's 7B LLM would
@@ -137,6 +142,11 @@ class ModelConfig:
             raise ValueError(f"model.camera_range is {self.camera_range!r}; expected nominal or robot")
         if not 0.0 <= self.gray_fraction < 1.0:
             raise ValueError(f"model.gray_fraction is {self.gray_fraction}; expected 0 <= fraction < 1")
+        if not 0.0 <= self.recolour_fraction < 1.0 or self.gray_fraction + self.recolour_fraction >= 1.0:
+            raise ValueError(
+                f"model.recolour_fraction is {self.recolour_fraction} with gray_fraction {self.gray_fraction}; "
+                "expected each >= 0 and together < 1 (some images must keep their colours)"
+            )
         if self.factorized_joint and self.attribute_tokens != "joint":
             raise ValueError("model.factorized_joint needs attribute_tokens: joint")
         if self.value_feedback and self.numbers != "float":

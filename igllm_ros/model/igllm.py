@@ -58,8 +58,9 @@ class IGLLM(nn.Module):
         ids, parts = _joint_factors(codec) if config.factorized_joint else (None, None)
         self.register_buffer("joint_ids", ids, persistent=False)  # None: one free logit per head
         self.register_buffer("joint_parts", parts, persistent=False)
-        alternatives = _colour_alternatives(codec, self.grammar) if config.gray_fraction > 0 else None
-        self.register_buffer("colour_alternatives", alternatives, persistent=False)  # gray views' colour marginal
+        masked_views = config.gray_fraction + config.recolour_fraction > 0
+        alternatives = _colour_alternatives(codec, self.grammar) if masked_views else None
+        self.register_buffer("colour_alternatives", alternatives, persistent=False)  # masked views' colour marginal
 
     @property
     def device(self) -> torch.device:
@@ -192,14 +193,14 @@ class IGLLM(nn.Module):
         return loss, logs
 
     def _token_nll(self, logits: torch.Tensor, targets: torch.Tensor, colour_masked: torch.Tensor | None) -> torch.Tensor:
-        """Per-token cross entropy; on colour-masked tokens (gray views) whose target names
+        """Per-token cross entropy; on colour-masked tokens (gray or recoloured views) whose target names
         a colour, the loss of the target's colour group instead: -log of the summed
         probability of the tokens that differ from it only in colour."""
         nll = F.cross_entropy(logits, targets, reduction="none")
         if colour_masked is None:
             return nll
         if self.colour_alternatives is None:
-            raise ValueError("a colour-masked batch needs model.gray_fraction > 0 (the colour groups)")
+            raise ValueError("a colour-masked batch needs model.gray_fraction or recolour_fraction > 0 (the colour groups)")
         group = self.colour_alternatives[targets]  # (N, colours), -1 where the target has no colour
         use = colour_masked & (group[:, 0] >= 0)
         if use.any():

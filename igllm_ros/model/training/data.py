@@ -27,21 +27,26 @@ class EndlessShuffledSampler(Sampler):
     """Dataset indices, epoch after epoch, each epoch a permutation seeded by (seed, epoch).
 
     Starting at sample position `start` gives the same indices an uninterrupted run
-    yields from that position on. With `second_view` > 0 that fraction of the draws is
-    index + size instead: the same image from a second dataset of equal length stacked
-    behind the first (the grayscale feature view), chosen per draw, also seeded.
+    yields from that position on. `views` are the fractions of draws that take another
+    view of the image (k = 1, 2, ...: index + k * size, views of equal length stacked
+    behind the first: the grayscale and recoloured feature views), chosen per draw, also
+    seeded; the draw of one extra view is what it was before a second one existed.
     """
 
-    def __init__(self, size: int, seed: int, start: int = 0, second_view: float = 0.0):
+    def __init__(self, size: int, seed: int, start: int = 0, views: tuple[float, ...] = ()):
         if size < 1:
             raise ValueError("cannot sample from an empty dataset")
-        self.size, self.seed, self.start, self.second_view = size, seed, start, second_view
+        if any(f < 0 for f in views) or sum(views) >= 1:
+            raise ValueError(f"view fractions {views} must be >= 0 and sum to under 1")
+        self.size, self.seed, self.start, self.views = size, seed, start, tuple(views)
 
     def permutation(self, epoch: int) -> np.ndarray:
         order = np.random.default_rng(np.random.SeedSequence([self.seed, epoch])).permutation(self.size)
-        if self.second_view > 0:
-            views = np.random.default_rng(np.random.SeedSequence([self.seed, epoch, 1])).random(self.size)
-            order = order + self.size * (views < self.second_view)
+        if any(f > 0 for f in self.views):
+            draw = np.random.default_rng(np.random.SeedSequence([self.seed, epoch, 1])).random(self.size)
+            view = np.searchsorted(np.cumsum(self.views), draw, side="right")  # 0 .. len(views) - 1 inside
+            view = np.where(view < len(self.views), view + 1, 0)  # past every fraction: the first view
+            order = order + self.size * view
         return order
 
     def __iter__(self) -> Iterator[int]:
@@ -99,6 +104,11 @@ def train_batches(
 ) -> Iterator[dict]:
     """An endless iterator of collated micro-batches, starting where a run left off: the
     one dispatch from a data source to its stream."""
+    if spec.source != "features" and model is not None and model.config.recolour_fraction > 0:
+        raise ValueError(
+            f"model.recolour_fraction needs a features: source (the recoloured view is cached with "
+            f"re-rendered instance masks); data.train is a {spec.source} source"
+        )
     options = _loader_options(collate, batch_size, workers, seed, start_step, pin_memory)
     if spec.source == "dataset":
         return _dataset_batches(spec, seed, start_sample, options)
@@ -139,22 +149,24 @@ def _dataset_batches(spec: DataSpec, seed: int, start_sample: int, options: dict
 def _feature_batches(spec: DataSpec, model, seed: int, start_sample: int, options: dict) -> Iterator[dict]:
     """A dataset's images through the frozen tower once (cached, resumable), then only
     the cached features: the same permutations as the dataset source. With
-    model.gray_fraction the grayscale view is cached too and drawn that often."""
+    model.gray_fraction / recolour_fraction the grayscale / recoloured views are cached
+    too and drawn that often."""
     from torch.utils.data import ConcatDataset
 
     from igllm_ros.model import feature_cache
 
     if model is None:
         raise ValueError("a features: source needs the model (its frozen tower computes the cache)")
-    gray = model.config.gray_fraction
-    views = ("colour", "gray") if gray > 0 else ("colour",)
+    extra = {"gray": model.config.gray_fraction, "recolour": model.config.recolour_fraction}
+    views = ("colour", *[view for view, fraction in extra.items() if fraction > 0])
     for view in views:
         for path in spec.paths:
             feature_cache.build(model, path, view=view)
-    # every directory's colour view, then (gray) the same order again: image i's gray view is i + images
+    # every directory's colour view, then each other view in the same order: image i's
+    # k-th view is i + k * images
     parts = [feature_cache.CachedFeatureDataset(path, model, view) for view in views for path in spec.paths]
     images = sum(len(part) for part in parts[: len(spec.paths)])
-    sampler = EndlessShuffledSampler(images, seed, start=start_sample, second_view=gray)
+    sampler = EndlessShuffledSampler(images, seed, start=start_sample, views=tuple(extra[v] for v in views[1:]))
     dataset = ConcatDataset(parts)
     return iter(DataLoader(dataset, sampler=sampler, **options))
 
