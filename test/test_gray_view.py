@@ -1,6 +1,7 @@
 """The colour-shortcut countermeasure (model.gray_fraction): grayscale views of training
 images whose colour loss is marginalised out, cached as a second feature view and drawn
 as often as asked, resumably."""
+import dataclasses
 import itertools
 
 import numpy as np
@@ -99,7 +100,7 @@ def test_the_sampler_draws_the_second_view_that_often_and_resumes_exactly():
 
 def test_feature_source_caches_the_gray_view_beside_the_colour_one(tmp_path, monkeypatch):
     from igllm_ros.data.writer import generate
-    from igllm_ros.model import feature_cache
+    from igllm_ros.model import feature_cache, views
     from igllm_ros.model.samples import DataSpec
     from igllm_ros.model.training.data import collate_fn, train_batches
 
@@ -198,18 +199,25 @@ def test_recolour_fraction_is_checked_and_needs_a_feature_source():
         )
 
 
-def test_feature_source_caches_the_recoloured_view_of_each_image(tmp_path, monkeypatch):
+def _close(a, b) -> bool:  # fp16 features of batched vs single-image convolutions
+    return np.abs(a.astype(np.float32) - b.astype(np.float32)).max() <= 2e-2 + 2e-3 * np.abs(b).max()
+
+
+def test_feature_source_caches_the_recoloured_and_reshaped_views_of_each_image(tmp_path, monkeypatch):
     from igllm_ros.data.dataset import SceneDataset
+    from igllm_ros.data.records import render_spec, spec_from_record
     from igllm_ros.data.render import SceneRenderer
     from igllm_ros.data.writer import generate
     from igllm_ros.images import recolour_objects
-    from igllm_ros.model import feature_cache
+    from igllm_ros.model import feature_cache, views
     from igllm_ros.model.samples import DataSpec
     from igllm_ros.model.training.data import collate_fn, train_batches
 
     monkeypatch.setenv("IGLLM_CACHE_DIR", str(tmp_path / "cache"))
     torch.manual_seed(0)
-    config = tiny_config(gray_fraction=0.3, recolour_fraction=0.4, vision=VisionConfig(kind="efficientnet_lite0", freeze=True))
+    config = tiny_config(
+        gray_fraction=0.2, recolour_fraction=0.3, reshape_fraction=0.3, vision=VisionConfig(kind="efficientnet_lite0", freeze=True),
+    )
     model = build(config).eval()
     generate(tmp_path, "val_id", 6, seed=5, width=160, height=120, progress=False)
     folder = tmp_path / "val_id"
@@ -218,13 +226,67 @@ def test_feature_source_caches_the_recoloured_view_of_each_image(tmp_path, monke
         seed=0, start_sample=0, start_step=0, default_size=model.input_size, model=model,
     )
     folders = {view: feature_cache.cache_folder(folder, model, view) for view in feature_cache.VIEWS}
-    assert len(set(folders.values())) == 3 and all((f / "features.npy").is_file() for f in folders.values())
-    sample = SceneDataset(folder)[4]
+    assert len(set(folders.values())) == 4 and all((f / "features.npy").is_file() for f in folders.values())
+    dataset = SceneDataset(folder)
+    sample = dataset[4]
     with SceneRenderer(160, 120) as renderer:
         mask, _ = renderer.render_labels(sample.scene)
-    recoloured = recolour_objects(sample.image, mask, np.random.default_rng([feature_cache.RECOLOUR_SEED, 4]))
-    expected = feature_cache._features(model, [recoloured])[0]
-    assert np.allclose(np.load(folders["recolour"] / "features.npy")[4], expected, atol=1e-2)
-    assert not np.allclose(np.load(folders["colour"] / "features.npy")[4], expected, atol=1e-2)
-    flags = torch.cat([next(batches)["colour_masked"] for _ in range(8)])
-    assert 0.5 < flags.float().mean() < 0.9  # gray and recoloured draws are masked, colour ones not
+        recoloured = recolour_objects(sample.image, mask, np.random.default_rng([views.RECOLOUR_SEED, 4]))
+        reshaped_scene = views.reshaped_scene(sample.scene, np.random.default_rng([views.RESHAPE_SEED, 4]))
+        spec = spec_from_record(dataset.record(4))
+        reshaped = render_spec(dataclasses.replace(spec, scene=reshaped_scene), renderer)
+    expected = feature_cache._features(model, [recoloured, reshaped])
+    cached = {view: np.load(f / "features.npy")[4] for view, f in folders.items()}
+    assert _close(cached["recolour"], expected[0]) and _close(cached["reshape"], expected[1])
+    assert not _close(cached["colour"], expected[0]) and not _close(cached["colour"], expected[1])
+    # the reshaped view's labels are the reshaped scene's, masked on shape
+    item = feature_cache.CachedFeatureDataset(folder, model, "reshape")[4]
+    assert item.scene == reshaped_scene and item.shape_masked and not item.colour_masked
+    drawn = [next(batches) for _ in range(10)]
+    colour = torch.cat([b["colour_masked"] for b in drawn]).float().mean()
+    shape = torch.cat([b["shape_masked"] for b in drawn]).float().mean()
+    assert 0.3 < colour < 0.7 and 0.1 < shape < 0.5
+    assert not (torch.cat([b["colour_masked"] & b["shape_masked"] for b in drawn])).any()
+
+
+def test_a_reshaped_scene_keeps_everything_but_the_shapes_and_stands_on_the_table():
+    from igllm_ros.model import views
+    from igllm_ros.scene import Camera, Scene, SceneObject
+
+    scene = Scene(
+        objects=(
+            SceneObject("cube", "gray", "rubber", "large", (-0.06, 0.0, world.centre_height("cube", "large")), 20.0),
+            SceneObject("cylinder", "red", "metal", "small", (0.07, 0.03, world.centre_height("cylinder", "small")), 0.0),
+            SceneObject("sphere", "blue", "metal", "small", (0.0, -0.08, world.centre_height("sphere", "small")), 0.0),
+        ),
+        camera=Camera(),
+    )
+    shapes = set()
+    for seed in range(20):
+        new = views.reshaped_scene(scene, np.random.default_rng(seed))
+        assert new.camera == scene.camera and len(new.objects) == 3
+        for old, obj in zip(scene.objects, new.objects):
+            assert (obj.color, obj.material, obj.size, obj.loc[:2]) == (old.color, old.material, old.size, old.loc[:2])
+            assert obj.loc[2] == world.centre_height(obj.shape, obj.size)
+            assert obj.rotation == world.canonical_yaw_deg(obj.shape, obj.rotation)
+            if obj.shape == "cube" and old.shape == "cube":
+                assert obj.rotation == old.rotation
+        shapes |= {(i, o.shape) for i, o in enumerate(new.objects)}
+    assert len(shapes) == 9  # every object took every shape
+    assert views.view_scene("reshape", scene, 7) == views.view_scene("reshape", scene, 7)
+    assert views.view_scene("colour", scene, 7) is scene
+
+
+def test_a_masked_shape_target_costs_its_shape_group():
+    torch.manual_seed(0)
+    model = build(tiny_config(gray_fraction=0.0, reshape_fraction=0.3))
+    codec = model.codec
+    red_cube = codec.encode(head_text("cube", "red", "metal", "large"))[0]
+    logits = torch.randn(2, codec.vocab_size) * 3
+    targets = torch.tensor([red_cube, codec.encode(", ")[0]])
+    masked = model._token_nll(logits, targets, None, torch.ones(2, dtype=torch.bool))
+    group = [codec.encode(head_text(s, "red", "metal", "large"))[0] for s in world.SHAPES]
+    assert torch.allclose(masked[0], -torch.log_softmax(logits[0], -1)[group].logsumexp(-1))
+    assert torch.equal(masked[1], model._token_nll(logits, targets, None)[1])
+    with pytest.raises(ValueError, match="gray_fraction or recolour_fraction"):
+        model._token_nll(logits, targets, torch.ones(2, dtype=torch.bool))

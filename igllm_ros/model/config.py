@@ -109,6 +109,10 @@ class ModelConfig:
     # cubes come in every hue. It needs a features: source (the view is cached with the
     # instance masks re-rendered from the scenes).
     recolour_fraction: float = 0.0
+    # The other direction: this fraction of training images is the scene re-rendered with
+    # every object in a random shape and the shape loss masked (views.py), so colour must be
+    # read from the pixels, not from the shape. Also needs a features: source.
+    reshape_fraction: float = 0.0
     # False: checkpoints leave out the frozen weights of pretrained towers (a frozen CLIP, a
     # LoRA-wrapped LLM's base) and load them again from the towers' pretrained directories,
     # which must then exist where the model is loaded (the paper preset's 7B LLM would
@@ -140,12 +144,10 @@ class ModelConfig:
             raise ValueError("model.attribute_tokens: joint needs the domain vocabulary (no model.llm.pretrained_path); use separate")
         if self.camera_range not in ("nominal", "robot"):
             raise ValueError(f"model.camera_range is {self.camera_range!r}; expected nominal or robot")
-        if not 0.0 <= self.gray_fraction < 1.0:
-            raise ValueError(f"model.gray_fraction is {self.gray_fraction}; expected 0 <= fraction < 1")
-        if not 0.0 <= self.recolour_fraction < 1.0 or self.gray_fraction + self.recolour_fraction >= 1.0:
+        views = {"gray_fraction": self.gray_fraction, "recolour_fraction": self.recolour_fraction, "reshape_fraction": self.reshape_fraction}
+        if any(not 0.0 <= f < 1.0 for f in views.values()) or sum(views.values()) >= 1.0:
             raise ValueError(
-                f"model.recolour_fraction is {self.recolour_fraction} with gray_fraction {self.gray_fraction}; "
-                "expected each >= 0 and together < 1 (some images must keep their colours)"
+                f"model view fractions {views}: expected each >= 0 and together < 1 (some images must stay as rendered)"
             )
         if self.factorized_joint and self.attribute_tokens != "joint":
             raise ValueError("model.factorized_joint needs attribute_tokens: joint")

@@ -8,8 +8,8 @@ recompute the same tower outputs. The cache stores them per dataset image as flo
 
 `key` hashes the tower's saved config and its frozen weights, so a different tower (or
 different weights) never reads another's cache. A second *view* of the same images, the
-grayscale one of model.gray_fraction or the recoloured one of model.recolour_fraction,
-has its own key (the colour view's key is the one caches had before views existed). Building is resumable: `done` counts the
+grayscale, recoloured or reshaped one of views.py, has its own key (the colour view's key
+is the one caches had before views existed). Building is resumable: `done` counts the
 images written, in index order. Training then reads FeatureSample items (features +
 scene) whose collate skips the tower (IGLLM.collate, encode_features).
 """
@@ -23,16 +23,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from igllm_ros.images import grayscale, recolour_objects, resize_rgb
+from igllm_ros.images import resize_rgb
+from igllm_ros.model import views
 from igllm_ros.scene import Scene
 
 FEATURES_DIR = "features"
 FEATURES_FILE = "features.npy"
 META_FILE = "meta.json"
-# the images as rendered; their grayscale; every object in a random colour (the last two
-# with the colour loss masked)
-VIEWS = ("colour", "gray", "recolour")
-MASKED_VIEWS = ("gray", "recolour")
+VIEWS = views.VIEWS
 
 
 class FeatureCacheError(ValueError):
@@ -46,6 +44,7 @@ class FeatureSample:
     meta: dict
     image: None = None  # no pixels: collate uses the features
     colour_masked: bool = False  # a gray or recoloured view: no colour target (IGLLM.training_loss)
+    shape_masked: bool = False  # a reshaped view: no shape target
 
 
 def tower_key(tower: torch.nn.Module, input_size: tuple[int, int], view: str = "colour") -> str:
@@ -93,7 +92,7 @@ def build(model, dataset_dir, batch_size: int = 32, progress: bool = True, view:
     was_training = model.vision.training
     model.vision.eval()
     bar = tqdm(total=len(dataset), initial=meta["done"], desc=f"tower features ({view})", unit="img", disable=not progress)
-    view_of = _viewer(view, dataset)
+    view_of = views.view_images(view, dataset)
     try:
         for start in range(meta["done"], len(dataset), batch_size):
             stop = min(start + batch_size, len(dataset))
@@ -106,31 +105,6 @@ def build(model, dataset_dir, batch_size: int = 32, progress: bool = True, view:
         bar.close()
         model.vision.train(was_training)
     return folder
-
-
-def _viewer(view: str, dataset):
-    """index -> the image of that view. Recolouring needs each image's instance mask: the
-    scene re-rendered (labels only) at the image's size; its colours are seeded by index."""
-    if view == "colour":
-        return lambda i: dataset[i].image
-    if view == "gray":
-        return lambda i: grayscale(dataset[i].image)
-    from igllm_ros.data.render import SceneRenderer
-
-    renderers = {}
-
-    def recoloured(i: int) -> np.ndarray:
-        sample = dataset[i]
-        height, width = sample.image.shape[:2]
-        if (width, height) not in renderers:
-            renderers[width, height] = SceneRenderer(width, height)
-        mask, _ = renderers[width, height].render_labels(sample.scene)
-        return recolour_objects(sample.image, mask, np.random.default_rng([RECOLOUR_SEED, i]))
-
-    return recoloured
-
-
-RECOLOUR_SEED = 20261201  # image i's colours: rng([RECOLOUR_SEED, i]), the same in every rebuild
 
 
 @torch.inference_mode()
@@ -147,7 +121,8 @@ class CachedFeatureDataset(torch.utils.data.Dataset):
         from igllm_ros.data.dataset import SceneDataset
 
         self.scenes = SceneDataset(dataset_dir)
-        self.colour_masked = view in MASKED_VIEWS
+        self.view = view
+        self.colour_masked, self.shape_masked = views.MASKED[view] == "color", views.MASKED[view] == "shape"
         self.folder = cache_folder(dataset_dir, model, view)
         meta = _read_meta(self.folder)
         if meta is None or meta["done"] != meta["count"] or meta["count"] != len(self.scenes):
@@ -164,7 +139,8 @@ class CachedFeatureDataset(torch.utils.data.Dataset):
         from igllm_ros.data.records import scene_from_record
 
         return FeatureSample(
-            features=np.array(self._array[index]), scene=scene_from_record(record), meta=record, colour_masked=self.colour_masked,
+            features=np.array(self._array[index]), scene=views.view_scene(self.view, scene_from_record(record), index),
+            meta=record, colour_masked=self.colour_masked, shape_masked=self.shape_masked,
         )
 
 

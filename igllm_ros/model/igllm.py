@@ -58,9 +58,11 @@ class IGLLM(nn.Module):
         ids, parts = _joint_factors(codec) if config.factorized_joint else (None, None)
         self.register_buffer("joint_ids", ids, persistent=False)  # None: one free logit per head
         self.register_buffer("joint_parts", parts, persistent=False)
-        masked_views = config.gray_fraction + config.recolour_fraction > 0
-        alternatives = _colour_alternatives(codec, self.grammar) if masked_views else None
-        self.register_buffer("colour_alternatives", alternatives, persistent=False)  # masked views' colour marginal
+        colour_views = config.gray_fraction + config.recolour_fraction > 0
+        colours = _alternatives(codec, self.grammar, "color") if colour_views else None
+        shapes = _alternatives(codec, self.grammar, "shape") if config.reshape_fraction > 0 else None
+        self.register_buffer("colour_alternatives", colours, persistent=False)  # masked views' colour marginal
+        self.register_buffer("shape_alternatives", shapes, persistent=False)  # reshaped views' shape marginal
 
     @property
     def device(self) -> torch.device:
@@ -80,6 +82,7 @@ class IGLLM(nn.Module):
         if not samples:
             raise ValueError("collate needs at least one sample")
         masked = [bool(getattr(s, "colour_masked", False)) for s in samples]
+        shape_masked = [bool(getattr(s, "shape_masked", False)) for s in samples]
         if augment and self.config.gray_fraction > 0 and getattr(samples[0], "features", None) is None:
             masked = [random.random() < self.config.gray_fraction for _ in samples]
             samples = [dataclasses.replace(s, image=grayscale(s.image)) if m else s for s, m in zip(samples, masked)]
@@ -103,6 +106,7 @@ class IGLLM(nn.Module):
         return {
             **image_input, "input_ids": ids, "attention_mask": mask, "num_values": values, "num_mask": num_mask,
             "colour_masked": torch.tensor(masked, dtype=torch.bool),
+            "shape_masked": torch.tensor(shape_masked, dtype=torch.bool),
         }
 
     # ---- forward pieces -----------------------------------------------------------------
@@ -177,9 +181,12 @@ class IGLLM(nn.Module):
         targets = ids[:, 1:]
         valid = mask[:, 1:].bool()
         logits = self.logits(predicting[valid]).float()
-        masked = batch.get("colour_masked")
-        rows = masked.unsqueeze(1).expand_as(valid)[valid] if masked is not None and masked.any() else None
-        ce = self._token_nll(logits, targets[valid], rows).mean()
+        rows = {}  # per masked attribute: which target tokens it is masked on
+        for attribute, key in (("color", "colour_masked"), ("shape", "shape_masked")):
+            masked = batch.get(key)
+            if masked is not None and masked.any():
+                rows[attribute] = masked.unsqueeze(1).expand_as(valid)[valid]
+        ce = self._token_nll(logits, targets[valid], rows.get("color"), rows.get("shape")).mean()
         logs = {"ce": ce.item(), "token_acc": (logits.argmax(-1) == targets[valid]).float().mean().item()}
         loss = ce
         if self.numeric_head is not None:
@@ -192,21 +199,28 @@ class IGLLM(nn.Module):
         logs["loss"] = loss.item()
         return loss, logs
 
-    def _token_nll(self, logits: torch.Tensor, targets: torch.Tensor, colour_masked: torch.Tensor | None) -> torch.Tensor:
-        """Per-token cross entropy; on colour-masked tokens (gray or recoloured views) whose target names
-        a colour, the loss of the target's colour group instead: -log of the summed
-        probability of the tokens that differ from it only in colour."""
+    def _token_nll(
+        self, logits: torch.Tensor, targets: torch.Tensor, colour_masked: torch.Tensor | None, shape_masked: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Per-token cross entropy; on colour-masked tokens (gray or recoloured views) whose
+        target names a colour, the loss of the target's colour group instead: -log of the
+        summed probability of the tokens that differ from it only in colour. Shape-masked
+        tokens (reshaped views) the same with the shape group."""
         nll = F.cross_entropy(logits, targets, reduction="none")
-        if colour_masked is None:
-            return nll
-        if self.colour_alternatives is None:
-            raise ValueError("a colour-masked batch needs model.gray_fraction or recolour_fraction > 0 (the colour groups)")
-        group = self.colour_alternatives[targets]  # (N, colours), -1 where the target has no colour
-        use = colour_masked & (group[:, 0] >= 0)
-        if use.any():
-            log_p = torch.log_softmax(logits[use], dim=-1)
-            nll = nll.clone()
-            nll[use] = -torch.logsumexp(log_p.gather(1, group[use]), dim=-1)
+        for masked, table, fraction in (
+            (colour_masked, self.colour_alternatives, "gray_fraction or recolour_fraction"),
+            (shape_masked, self.shape_alternatives, "reshape_fraction"),
+        ):
+            if masked is None:
+                continue
+            if table is None:
+                raise ValueError(f"a masked batch needs model.{fraction} > 0 (the attribute's groups)")
+            group = table[targets]  # (N, values), -1 where the target does not name the attribute
+            use = masked & (group[:, 0] >= 0)
+            if use.any():
+                log_p = torch.log_softmax(logits[use], dim=-1)
+                nll = nll.clone()
+                nll[use] = -torch.logsumexp(log_p.gather(1, group[use]), dim=-1)
         return nll
 
     def param_groups(self, lr: float, head_lr: float, weight_decay: float) -> list[dict]:
@@ -248,27 +262,29 @@ def _joint_factors(codec) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.tensor(ids, dtype=torch.long), torch.tensor(parts, dtype=torch.long)
 
 
-def _colour_alternatives(codec, grammar) -> torch.Tensor:
-    """(vocab, colours) token ids: for a token that names a colour (a joint head, or a
-    colour value with separate attribute tokens), the tokens that differ from it only in
-    colour, itself included; -1 rows for every other token."""
+def _alternatives(codec, grammar, attribute: str) -> torch.Tensor:
+    """(vocab, values) token ids: for a token that names a value of `attribute` ("color"
+    or "shape": a joint head, or the value itself with separate attribute tokens), the
+    tokens that differ from it only in that attribute, itself included; -1 rows for every
+    other token."""
     from igllm_ros.model.vocab import head_text, joint_heads
 
-    colours = world.ATTRIBUTES["color"]
-    table = torch.full((codec.vocab_size, len(colours)), -1, dtype=torch.long)
+    values = world.ATTRIBUTES[attribute]
+    position = list(world.ATTRIBUTES).index(attribute)  # joint heads are (shape, color, material, size)
+    table = torch.full((codec.vocab_size, len(values)), -1, dtype=torch.long)
 
     def one_token(text: str) -> int:
         ids = codec.encode(text)
         if len(ids) != 1:
-            raise ValueError(f"model.gray_fraction needs one token per colour choice; {text!r} is {len(ids)}")
+            raise ValueError(f"masked views need one token per {attribute} choice; {text!r} is {len(ids)}")
         return ids[0]
 
     if grammar.joint:
-        for shape, _, material, size in joint_heads().values():
-            group = [one_token(head_text(shape, c, material, size)) for c in colours]
+        for parts in joint_heads().values():
+            group = [one_token(head_text(*parts[:position], v, *parts[position + 1 :])) for v in values]
             table[group] = torch.tensor(group)
     else:
-        group = [one_token(c) for c in colours]
+        group = [one_token(v) for v in values]
         table[group] = torch.tensor(group)
     return table
 

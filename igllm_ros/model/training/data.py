@@ -104,10 +104,11 @@ def train_batches(
 ) -> Iterator[dict]:
     """An endless iterator of collated micro-batches, starting where a run left off: the
     one dispatch from a data source to its stream."""
-    if spec.source != "features" and model is not None and model.config.recolour_fraction > 0:
+    rendered_views = ("recolour_fraction", "reshape_fraction")
+    if spec.source != "features" and model is not None and any(getattr(model.config, f) > 0 for f in rendered_views):
         raise ValueError(
-            f"model.recolour_fraction needs a features: source (the recoloured view is cached with "
-            f"re-rendered instance masks); data.train is a {spec.source} source"
+            f"model.recolour_fraction and reshape_fraction need a features: source (their views re-render "
+            f"each scene once into the cache, views.py); data.train is a {spec.source} source"
         )
     options = _loader_options(collate, batch_size, workers, seed, start_step, pin_memory)
     if spec.source == "dataset":
@@ -149,16 +150,18 @@ def _dataset_batches(spec: DataSpec, seed: int, start_sample: int, options: dict
 def _feature_batches(spec: DataSpec, model, seed: int, start_sample: int, options: dict) -> Iterator[dict]:
     """A dataset's images through the frozen tower once (cached, resumable), then only
     the cached features: the same permutations as the dataset source. With
-    model.gray_fraction / recolour_fraction the grayscale / recoloured views are cached
-    too and drawn that often."""
+    model.gray_fraction / recolour_fraction / reshape_fraction the other views of
+    model/views.py are cached too and drawn that often."""
     from torch.utils.data import ConcatDataset
 
     from igllm_ros.model import feature_cache
 
     if model is None:
         raise ValueError("a features: source needs the model (its frozen tower computes the cache)")
-    extra = {"gray": model.config.gray_fraction, "recolour": model.config.recolour_fraction}
-    views = ("colour", *[view for view, fraction in extra.items() if fraction > 0])
+    from igllm_ros.model.views import extra_views
+
+    extra = extra_views(model.config)
+    views = ("colour", *extra)
     for view in views:
         for path in spec.paths:
             feature_cache.build(model, path, view=view)
