@@ -33,6 +33,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from igllm_ros.devices import describe_device, resolve_device, resolve_dtype  # noqa: E402
+from igllm_ros.reconstruction import DEFAULT_MODEL  # noqa: E402
 
 
 def scenes_with_counts(counts: tuple[int, ...], per_count: int, size: tuple[int, int], seed: int, data: str | None = None) -> dict[int, list]:
@@ -262,7 +263,7 @@ def format_stages(result: dict, batch: int) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", default="models/igllm-lite0-gray")
+    p.add_argument("--model", default=DEFAULT_MODEL)
     p.add_argument("--device", default="all", help="all (CPU, and CUDA when available) | auto | cpu | cuda")
     p.add_argument("--dtype", default="auto", help="decode dtype: auto (bf16 on CUDA, float32 on CPU) | float32 | bfloat16")
     p.add_argument("--scenes", type=int, default=20, help="scenes per object count (3 and 10)")

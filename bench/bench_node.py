@@ -20,10 +20,11 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from igllm_ros.reconstruction import DEFAULT_MODEL  # noqa: E402
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="models/igllm-lite0-gray")
+    parser.add_argument("--model", default=DEFAULT_MODEL)
     parser.add_argument("--rates", type=float, nargs="+", default=[5.0, 15.0, 30.0], help="camera rates, Hz")
     parser.add_argument("--seconds", type=float, default=20.0, help="measured seconds per rate (minutes for a memory soak)")
     parser.add_argument("--width", type=int, default=320, help="camera image width (4:3)")
