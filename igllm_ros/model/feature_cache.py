@@ -103,6 +103,7 @@ def build(model, dataset_dir, batch_size: int = 32, progress: bool = True, view:
             bar.update(stop - start)
     finally:
         bar.close()
+        getattr(view_of, "release", lambda: None)()
         model.vision.train(was_training)
     return folder
 

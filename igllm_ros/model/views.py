@@ -60,7 +60,8 @@ def view_scene(view: str, scene: Scene, index: int) -> Scene:
 
 
 def view_images(view: str, dataset):
-    """index -> the image of that view of a SceneDataset's image."""
+    """index -> the image of that view of a SceneDataset's image. Views that render have a
+    .release() for their renderers."""
     _check(view)
     if view == "colour":
         return lambda i: dataset[i].image
@@ -75,6 +76,11 @@ def view_images(view: str, dataset):
             renderers[width, height] = SceneRenderer(width, height)
         return renderers[width, height]
 
+    def release() -> None:  # the renderers' GL contexts, when the caller is done
+        for r in renderers.values():
+            r.release()
+        renderers.clear()
+
     if view == "recolour":
         def recoloured(i: int) -> np.ndarray:
             sample = dataset[i]
@@ -82,6 +88,7 @@ def view_images(view: str, dataset):
             mask, _ = renderer(width, height).render_labels(sample.scene)
             return recolour_objects(sample.image, mask, np.random.default_rng([RECOLOUR_SEED, i]))
 
+        recoloured.release = release
         return recoloured
 
     from igllm_ros.data.records import render_spec, spec_from_record
@@ -91,6 +98,7 @@ def view_images(view: str, dataset):
         spec = dataclasses.replace(spec, scene=view_scene("reshape", spec.scene, i))
         return render_spec(spec, renderer(spec.width, spec.height))
 
+    reshaped.release = release
     return reshaped
 
 
