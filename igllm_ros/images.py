@@ -17,16 +17,16 @@ def resize_rgb(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.asarray(Image.fromarray(image).resize(tuple(size), Image.BILINEAR))
 
 
-def grayscale(image: np.ndarray) -> np.ndarray:
-    """HxWx3 uint8 RGB to its BT.601 luma, repeated on three channels (the towers read RGB)."""
-    luma = np.asarray(image, dtype=np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
-    return np.repeat(np.clip(np.rint(luma), 0, 255).astype(np.uint8)[..., None], 3, axis=2)
-
-
 # BT.601 full-range RGB <-> (Y, Cb, Cr) without the 128 offsets: chroma is a 2-vector around gray
 _TO_YCC = np.array([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]], dtype=np.float32)
 _FROM_YCC = np.linalg.inv(_TO_YCC).astype(np.float32)
 RECOLOUR_TINT = 40.0  # the largest chroma (of 8-bit units) added to an object: a gray cube can turn any hue
+
+
+def grayscale(image: np.ndarray) -> np.ndarray:
+    """HxWx3 uint8 RGB to its BT.601 luma, repeated on three channels (the towers read RGB)."""
+    luma = np.asarray(image, dtype=np.float32) @ _TO_YCC[0]
+    return np.repeat(np.clip(np.rint(luma), 0, 255).astype(np.uint8)[..., None], 3, axis=2)
 
 
 def recolour_objects(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:

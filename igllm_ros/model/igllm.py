@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from igllm_ros import world
-from igllm_ros.model import towers
+from igllm_ros.model import towers, views
 from igllm_ros.model.config import ModelConfig
 from igllm_ros.model.grammar import Grammar, encode_scene, image_order, target_scene
 from igllm_ros.images import brightness_jitter, grayscale, resize_rgb
@@ -58,9 +58,9 @@ class IGLLM(nn.Module):
         ids, parts = _joint_factors(codec) if config.factorized_joint else (None, None)
         self.register_buffer("joint_ids", ids, persistent=False)  # None: one free logit per head
         self.register_buffer("joint_parts", parts, persistent=False)
-        colour_views = config.gray_fraction + config.recolour_fraction > 0
-        colours = _alternatives(codec, self.grammar, "color") if colour_views else None
-        shapes = _alternatives(codec, self.grammar, "shape") if config.reshape_fraction > 0 else None
+        masked = views.masked_attributes(config)
+        colours = _alternatives(codec, self.grammar, "color") if "color" in masked else None
+        shapes = _alternatives(codec, self.grammar, "shape") if "shape" in masked else None
         self.register_buffer("colour_alternatives", colours, persistent=False)  # masked views' colour marginal
         self.register_buffer("shape_alternatives", shapes, persistent=False)  # reshaped views' shape marginal
 

@@ -29,6 +29,7 @@ from igllm_ros.scene import Scene
 MASKED = {"colour": None, "gray": "color", "recolour": "color", "reshape": "shape"}  # view -> masked attribute
 VIEWS = tuple(MASKED)
 FRACTION_OF = {"gray": "gray_fraction", "recolour": "recolour_fraction", "reshape": "reshape_fraction"}
+RENDERED = ("recolour", "reshape")  # views that re-render the scene: cached features only
 RECOLOUR_SEED = 20261201  # image i's colours: rng([RECOLOUR_SEED, i])
 RESHAPE_SEED = 20261202  # image i's shapes: rng([RESHAPE_SEED, i])
 
@@ -37,6 +38,11 @@ def extra_views(config) -> dict[str, float]:
     """{view: fraction of training draws} of a ModelConfig's masked views in use, in VIEWS order."""
     fractions = {view: getattr(config, FRACTION_OF[view]) for view in VIEWS[1:]}
     return {view: f for view, f in fractions.items() if f > 0}
+
+
+def masked_attributes(config) -> set[str]:
+    """The attributes ("color", "shape") that a ModelConfig's views in use mask."""
+    return {MASKED[view] for view in extra_views(config)}
 
 
 def reshaped_scene(scene: Scene, rng: np.random.Generator) -> Scene:

@@ -21,6 +21,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, Sampler
 
 from igllm_ros.model.samples import DataSpec
+from igllm_ros.model.views import RENDERED, extra_views
 
 
 class EndlessShuffledSampler(Sampler):
@@ -29,7 +30,7 @@ class EndlessShuffledSampler(Sampler):
     Starting at sample position `start` gives the same indices an uninterrupted run
     yields from that position on. `views` are the fractions of draws that take another
     view of the image (k = 1, 2, ...: index + k * size, views of equal length stacked
-    behind the first: the grayscale and recoloured feature views), chosen per draw, also
+    behind the first: the feature views of model/views.py), chosen per draw, also
     seeded; the draw of one extra view is what it was before a second one existed.
     """
 
@@ -104,8 +105,7 @@ def train_batches(
 ) -> Iterator[dict]:
     """An endless iterator of collated micro-batches, starting where a run left off: the
     one dispatch from a data source to its stream."""
-    rendered_views = ("recolour_fraction", "reshape_fraction")
-    if spec.source != "features" and model is not None and any(getattr(model.config, f) > 0 for f in rendered_views):
+    if spec.source != "features" and model is not None and any(v in extra_views(model.config) for v in RENDERED):
         raise ValueError(
             f"model.recolour_fraction and reshape_fraction need a features: source (their views re-render "
             f"each scene once into the cache, views.py); data.train is a {spec.source} source"
@@ -158,8 +158,6 @@ def _feature_batches(spec: DataSpec, model, seed: int, start_sample: int, option
 
     if model is None:
         raise ValueError("a features: source needs the model (its frozen tower computes the cache)")
-    from igllm_ros.model.views import extra_views
-
     extra = extra_views(model.config)
     views = ("colour", *extra)
     for view in views:
@@ -169,7 +167,7 @@ def _feature_batches(spec: DataSpec, model, seed: int, start_sample: int, option
     # k-th view is i + k * images
     parts = [feature_cache.CachedFeatureDataset(path, model, view) for view in views for path in spec.paths]
     images = sum(len(part) for part in parts[: len(spec.paths)])
-    sampler = EndlessShuffledSampler(images, seed, start=start_sample, views=tuple(extra[v] for v in views[1:]))
+    sampler = EndlessShuffledSampler(images, seed, start=start_sample, views=tuple(extra.values()))
     dataset = ConcatDataset(parts)
     return iter(DataLoader(dataset, sampler=sampler, **options))
 
