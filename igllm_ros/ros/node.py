@@ -1,9 +1,14 @@
 """igllm_node: a managed (lifecycle) node that turns camera images into Scene messages.
 
-Threads: the executor's threads run the callbacks, which only check an image's header and
-drop it into a one-frame mailbox (replacing, and counting as dropped, any frame not yet
-taken). One worker thread takes the newest frame, runs the model and publishes. So the
-output is always about the newest image and latency does not grow with the camera rate.
+Threads: the executor runs the callbacks, which only check an image's header and drop it
+into a one-frame mailbox (replacing, and counting as dropped, any frame not yet taken).
+One worker thread takes the newest frame, runs the model and publishes. So the output is
+always about the newest image and latency does not grow with the camera rate. `main` spins
+a single-threaded executor: rclpy's multi-threaded one spends about 2 ms of Python (under
+the GIL, which the worker's decoding loop needs between its tensor ops) per callback, and
+at a 30 Hz camera that took the node from 9.7 to 7.3 Hz output (docs/node.md). The
+callback groups still keep the reconstruct service apart when the node is added to a
+multi-threaded executor.
 
 Lifecycle: configure loads the model (a missing or corrupt model fails the transition and
 the node stays unconfigured, with the reason in the log and on /diagnostics); activate
@@ -25,7 +30,7 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
@@ -494,7 +499,7 @@ def main(args=None, model_loader=ModelHost.load) -> None:
     pass their own, e.g. one that wraps the model in a slower test double)."""
     rclpy.init(args=args)
     node = IgllmNode(model_loader=model_loader)
-    executor = MultiThreadedExecutor(num_threads=4)
+    executor = SingleThreadedExecutor()
     executor.add_node(node)
     try:
         if node.get_parameter("autostart").value:
