@@ -85,7 +85,18 @@ class ModelHost:
             raise ModelUnavailable(f"cannot load model {os.fspath(resolved)!r}: {err}") from err
         except (OSError, ValueError, RuntimeError, KeyError) as err:  # a loader bug, but say where
             raise ModelUnavailable(f"cannot load model {os.fspath(resolved)!r}: {type(err).__name__}: {err}") from err
-        return cls(model, resolved, choice, time.perf_counter() - start)
+        host = cls(model, resolved, choice, time.perf_counter() - start)
+        host.warm_up()
+        return host
+
+    def warm_up(self) -> None:
+        """One decode of a blank frame, so the first camera frame does not also pay for
+        lazy set-up (the tower's ONNX Runtime session is built on first use: about 1 s on
+        a CPU; CUDA kernels likewise)."""
+        import numpy as np
+
+        width, height = self.input_size
+        self.reconstruct(np.zeros((height, width, 3), np.uint8), max_objects=1)
 
     def reconstruct(self, rgb, max_objects: int):
         """One Reconstruction for one RGB image already in the pinned camera model."""

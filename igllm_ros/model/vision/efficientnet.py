@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from igllm_ros.model.derived import derived, new_cache
+from igllm_ros.model.vision import onnx_runtime
 from igllm_ros.model.vision.weights import WeightSource, load_converted, read_state_dict_pth
 
 # Stage (block group) indices whose outputs are used, and their strides.
@@ -117,8 +118,13 @@ class EfficientNetTower(nn.Module):
     def inference_features(self, pixels: torch.Tensor) -> torch.Tensor:
         """features() for decoding: the same network through a copy with every BatchNorm
         folded into the convolution before it, run channels-last (measured ~1.5x faster on
-        one CPU thread; equal to features() to float rounding). Rebuilt when a weight changes."""
-        return _folded(self).features(pixels.contiguous(memory_format=torch.channels_last))
+        one CPU thread; equal to features() to float rounding). Rebuilt when a weight changes.
+        On a CPU in float32 that copy runs through ONNX Runtime where it is installed
+        (onnx_runtime.py: 13-15 against 19-23 ms here)."""
+        folded = _folded(self)
+        if onnx_runtime.available(self, pixels):
+            return onnx_runtime.features(self, _backbone_weights(self), folded, pixels)
+        return folded.features(pixels.contiguous(memory_format=torch.channels_last))
 
     def adapt(self, features: torch.Tensor) -> torch.Tensor:
         return features + self.position.to(features.dtype)
@@ -155,9 +161,12 @@ class EfficientNetTower(nn.Module):
         self.load_state_dict(wanted, strict=False)
 
 
+def _backbone_weights(tower: EfficientNetTower) -> list[torch.Tensor]:
+    return [t for name, t in [*tower.named_parameters(), *tower.named_buffers()] if name != "position"]
+
+
 def _folded(tower: EfficientNetTower) -> EfficientNetTower:
-    weights = [t for name, t in [*tower.named_parameters(), *tower.named_buffers()] if name != "position"]
-    return derived(_FOLDED, tower, weights, lambda: _make_folded(tower))
+    return derived(_FOLDED, tower, _backbone_weights(tower), lambda: _make_folded(tower))
 
 
 def _make_folded(tower: EfficientNetTower) -> EfficientNetTower:

@@ -1,0 +1,83 @@
+"""The frozen EfficientNet tower through ONNX Runtime (vision/onnx_runtime.py) against its
+PyTorch path, on the shipped default model and rendered robot-camera scenes.
+
+Tolerance: both compute the same BatchNorm-folded network in float32, but their
+convolution kernels sum in different orders, so features differ in the last bits
+(asserted below 1e-6 of their magnitude). Decoded programs are then the same except where
+a printed number lies at a rounding boundary: attribute tokens and the object count are
+asserted equal, and every number within one printed step (1 mm, 0.1 degree).
+"""
+import itertools
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from igllm_ros import model as igllm
+from igllm_ros.model.vision import onnx_runtime
+
+pytest.importorskip("onnxruntime", reason="onnxruntime is a project dependency (scripts/setup_env.sh)")
+
+DEFAULT = Path(__file__).resolve().parents[1] / "models" / "igllm-lite0-views"
+
+
+@pytest.fixture(scope="module")
+def model_and_scenes():
+    from igllm_ros.data.stream import generate_samples
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    model = igllm.load(str(DEFAULT), device="cpu", dtype=torch.float32)
+    samples = list(itertools.islice(generate_samples("val_camera", 77, *model.input_size), 24))
+    yield model, [s.image for s in samples]
+    torch.set_num_threads(threads)
+
+
+def pixels_of(model, images):
+    return torch.stack([torch.from_numpy(np.ascontiguousarray(i.transpose(2, 0, 1))) for i in images])
+
+
+def test_features_equal_pytorch_to_float_rounding(model_and_scenes, monkeypatch):
+    model, images = model_and_scenes
+    pixels = pixels_of(model, images[:8])
+    assert onnx_runtime.available(model.vision, pixels)
+    with torch.inference_mode():
+        ours = model.vision.inference_features(pixels)
+        monkeypatch.setenv(onnx_runtime.ENV_SWITCH, "0")
+        assert not onnx_runtime.available(model.vision, pixels)
+        folded = model.vision.inference_features(pixels)
+        reference = model.vision.features(pixels)
+    assert ours.shape == reference.shape == (8, 48, model.vision.out_dim)
+    scale = reference.abs().max().item()
+    assert scale > 1.0
+    assert (ours - folded).abs().max().item() < 1e-6 * scale * 10
+    assert (ours - reference).abs().max().item() < 1e-5 * scale
+    # One image alone equals itself in a batch (the graph's batch axis is dynamic).
+    with torch.inference_mode():
+        monkeypatch.setenv(onnx_runtime.ENV_SWITCH, "1")
+        single = model.vision.inference_features(pixels[3:4])
+    assert (single[0] - ours[3]).abs().max().item() < 1e-6 * scale * 10
+
+
+def test_programs_match_pytorch_on_24_robot_camera_scenes(model_and_scenes, monkeypatch):
+    model, images = model_and_scenes
+    ours = model.reconstruct(images)
+    monkeypatch.setenv(onnx_runtime.ENV_SWITCH, "0")
+    theirs = model.reconstruct(images)
+    assert sum(len(r.scene.objects) for r in theirs) > 48  # real scenes, objects read
+    for a, b in zip(ours, theirs):
+        assert len(a.scene.objects) == len(b.scene.objects)
+        for oa, ob in zip(a.scene.objects, b.scene.objects):
+            assert (oa.shape, oa.color, oa.material, oa.size) == (ob.shape, ob.color, ob.material, ob.size)
+            assert np.allclose(oa.loc, ob.loc, atol=0.0011)
+            assert abs(oa.rotation - ob.rotation) <= 0.11 or abs(abs(oa.rotation - ob.rotation) - 90) <= 0.11
+        assert np.allclose(a.scene.camera.loc, b.scene.camera.loc, atol=0.0011)
+
+
+def test_pytorch_path_where_it_does_not_apply(model_and_scenes):
+    model, images = model_and_scenes
+    pixels = pixels_of(model, images[:1])
+    half = igllm.load(str(DEFAULT), device="cpu", dtype=torch.bfloat16)
+    assert not onnx_runtime.available(half.vision, pixels)
+    assert onnx_runtime.available(model.vision, pixels)
