@@ -8,6 +8,10 @@ path skips the last layer's outputs for image tokens (never read) and, for a mat
 fewer rows, the BLAS kernel may accumulate in another order; states may then differ in
 the last bits (asserted below 1e-4 absolute), which can move a printed number only when
 its value lies within about 1e-6 of a rounding boundary. The programs are asserted equal.
+
+Every test runs twice: with the fast path's ONNX Runtime parts (onnx_runtime.py: the
+decoder layers' matmuls and the EfficientNet tower, which sum in yet another order, within
+the same tolerances) and with PyTorch only (IGLLM_ONNX_RUNTIME=0).
 """
 import itertools
 from dataclasses import replace
@@ -24,6 +28,17 @@ from igllm_ros.model.igllm import IGLLM
 from test_model_decode import CONFIGS, images, noisy_model
 
 SHIPPED = Path(__file__).resolve().parents[1] / "models" / "igllm-tiny-float"
+
+
+@pytest.fixture(autouse=True, params=["onnx-runtime", "pytorch"])
+def runtime(request, monkeypatch):
+    from igllm_ros.model import onnx_runtime
+
+    if request.param == "pytorch":
+        monkeypatch.setenv(onnx_runtime.ENV_SWITCH, "0")
+    elif not onnx_runtime.installed():
+        pytest.skip("onnxruntime is not installed (scripts/setup_env.sh installs it)")
+    return request.param
 
 
 @pytest.fixture(autouse=True)

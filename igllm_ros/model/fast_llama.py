@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from igllm_ros.model import onnx_llama
 from igllm_ros.model.derived import derived, new_cache
 from igllm_ros.model.kv_cache import StaticKVCache
 
@@ -73,6 +74,9 @@ class _Layer:
 
     def __init__(self, layer: nn.Module):
         attn, mlp = layer.self_attn, layer.mlp
+        self.module = layer
+        self.weights = (attn.q_proj.weight, attn.k_proj.weight, attn.v_proj.weight, attn.o_proj.weight, mlp.gate_proj.weight,
+                        mlp.up_proj.weight, mlp.down_proj.weight, layer.input_layernorm.weight, layer.post_attention_layernorm.weight)
         self.qkv = _fused(attn, attn.q_proj.weight, attn.k_proj.weight, attn.v_proj.weight)
         self.q_size, self.kv_size = attn.q_proj.weight.shape[0], attn.k_proj.weight.shape[0]
         self.o = attn.o_proj.weight
@@ -102,6 +106,10 @@ class FastLlama:
         self.head_dim, self.scaling = attn.head_dim, attn.scaling
         self.rotary = inner.rotary_emb
         self.max_positions = config.max_position_embeddings
+        # On a CPU in float32 each layer's matmul work runs through ONNX Runtime (onnx_llama.py).
+        self.onnx = onnx_llama.available(self.norm)
+        if self.onnx:
+            self.graphs = [onnx_llama.layer_graphs(w, self.heads, self.kv_heads, self.head_dim) for w in self.layers]
 
     def start(self, image: torch.Tensor) -> "FastLlamaSession":
         return FastLlamaSession(self, image)
@@ -134,6 +142,8 @@ class FastLlama:
         return _rms_norm(x, self.norm, self.eps)
 
     def _layer(self, w: _Layer, index: int, cache: StaticKVCache, x, cos, sin, start: int, mask: tuple, rows: int):
+        if self.onnx:
+            return self._onnx_layer(w, index, cache, x, cos, sin, start, mask, rows)
         batch, length, _ = x.shape
         heads, kv, dim = self.heads, self.kv_heads, self.head_dim
         h = _rms_norm(x, w.norm1, w.eps1)
@@ -153,6 +163,22 @@ class FastLlama:
         x = x + F.linear(attn.transpose(1, 2).reshape(batch, rows, -1), w.o)
         gate, up = F.linear(_rms_norm(x, w.norm2, w.eps2), w.gate_up).chunk(2, dim=-1)
         return x + F.linear(F.silu(gate) * up, w.down)
+
+
+    def _onnx_layer(self, w: _Layer, index: int, cache: StaticKVCache, x, cos, sin, start: int, mask: tuple, rows: int):
+        """_layer with its matmul work in ONNX Runtime; the cache and attention as above.
+        (q is computed for every token: the saving for the prefill's last layer is small.)"""
+        graphs = self.graphs[index]
+        q, k, v = graphs.before(x, cos, sin)
+        batch, length, _ = x.shape
+        if rows < length:
+            q, x = q[:, -rows:], x[:, -rows:]
+        keys, values = cache.store(index, start, k.transpose(1, 2), v.transpose(1, 2))
+        if self.heads != self.kv_heads:
+            repeat = self.heads // self.kv_heads
+            keys, values = keys.repeat_interleave(repeat, dim=1), values.repeat_interleave(repeat, dim=1)
+        attn = F.scaled_dot_product_attention(q.transpose(1, 2), keys, values, attn_mask=mask[0], is_causal=mask[1], scale=self.scaling)
+        return graphs.after(x, attn.transpose(1, 2).reshape(batch, rows, -1))
 
 
 class FastLlamaSession:

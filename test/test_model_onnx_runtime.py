@@ -1,11 +1,13 @@
-"""The frozen EfficientNet tower through ONNX Runtime (vision/onnx_runtime.py) against its
-PyTorch path, on the shipped default model and rendered robot-camera scenes.
+"""ONNX Runtime on a CPU in float32 (model/onnx_runtime.py): the frozen EfficientNet tower
+(vision/onnx_tower.py) and the decoder layers' matmul work (onnx_llama.py) against their
+PyTorch paths, on the shipped default model and rendered robot-camera scenes.
 
-Tolerance: both compute the same BatchNorm-folded network in float32, but their
-convolution kernels sum in different orders, so features differ in the last bits
-(asserted below 1e-6 of their magnitude). Decoded programs are then the same except where
-a printed number lies at a rounding boundary: attribute tokens and the object count are
-asserted equal, and every number within one printed step (1 mm, 0.1 degree).
+Tolerance: both compute the same float32 network from the same weights, but their kernels
+sum in different orders, so tower features and hidden states differ in the last bits
+(asserted below 1e-6 of the features' magnitude, 1e-4 absolute for hidden states).
+Decoded programs are then the same except where a printed number lies at a rounding
+boundary: attribute tokens and the object count are asserted equal, and every number
+within one printed step (1 mm, 0.1 degree).
 """
 import itertools
 from pathlib import Path
@@ -15,7 +17,8 @@ import pytest
 import torch
 
 from igllm_ros import model as igllm
-from igllm_ros.model.vision import onnx_runtime
+from igllm_ros.model import fast_llama, onnx_runtime
+from igllm_ros.model.vision import onnx_tower
 
 pytest.importorskip("onnxruntime", reason="onnxruntime is a project dependency (scripts/setup_env.sh)")
 
@@ -41,11 +44,11 @@ def pixels_of(model, images):
 def test_features_equal_pytorch_to_float_rounding(model_and_scenes, monkeypatch):
     model, images = model_and_scenes
     pixels = pixels_of(model, images[:8])
-    assert onnx_runtime.available(model.vision, pixels)
+    assert onnx_tower.available(model.vision, pixels)
     with torch.inference_mode():
         ours = model.vision.inference_features(pixels)
         monkeypatch.setenv(onnx_runtime.ENV_SWITCH, "0")
-        assert not onnx_runtime.available(model.vision, pixels)
+        assert not onnx_tower.available(model.vision, pixels)
         folded = model.vision.inference_features(pixels)
         reference = model.vision.features(pixels)
     assert ours.shape == reference.shape == (8, 48, model.vision.out_dim)
@@ -58,6 +61,26 @@ def test_features_equal_pytorch_to_float_rounding(model_and_scenes, monkeypatch)
         monkeypatch.setenv(onnx_runtime.ENV_SWITCH, "1")
         single = model.vision.inference_features(pixels[3:4])
     assert (single[0] - ours[3]).abs().max().item() < 1e-6 * scale * 10
+
+
+def test_decoder_layers_equal_pytorch_pass_by_pass(model_and_scenes, monkeypatch):
+    model, images = model_and_scenes
+    with torch.inference_mode():
+        image = model.encode_images(pixels_of(model, images[:2]), fast=True)
+        ours = fast_llama.FastLlama(model.llm)
+        monkeypatch.setenv(onnx_runtime.ENV_SWITCH, "0")
+        theirs = fast_llama.FastLlama(model.llm)
+        assert ours.onnx and not theirs.onnx
+        a, b = ours.start(image), theirs.start(image)
+        embeds = model.llm.get_input_embeddings()
+        for step, width in enumerate([1, 9, 1, 12]):  # the prefill, then runs as decoding feeds them
+            ids = torch.randint(4, 60, (2, width))
+            start = image.shape[1] + sum([1, 9, 1, 12][:step])
+            positions = torch.arange(start, start + width).expand(2, width)
+            valid = torch.ones((2, width), dtype=torch.bool)
+            ha, hb = a.forward(embeds(ids), valid, positions, False), b.forward(embeds(ids), valid, positions, False)
+            assert ha.shape == hb.shape == (2, width, model.llm.config.hidden_size)
+            assert (ha - hb).abs().max().item() < 1e-4
 
 
 def test_programs_match_pytorch_on_24_robot_camera_scenes(model_and_scenes, monkeypatch):
@@ -79,5 +102,5 @@ def test_pytorch_path_where_it_does_not_apply(model_and_scenes):
     model, images = model_and_scenes
     pixels = pixels_of(model, images[:1])
     half = igllm.load(str(DEFAULT), device="cpu", dtype=torch.bfloat16)
-    assert not onnx_runtime.available(half.vision, pixels)
-    assert onnx_runtime.available(model.vision, pixels)
+    assert not onnx_tower.available(half.vision, pixels)
+    assert onnx_tower.available(model.vision, pixels)

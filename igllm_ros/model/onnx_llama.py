@@ -1,0 +1,108 @@
+"""fast_llama's per-layer matmul work through ONNX Runtime, for decoding on a CPU in float32.
+
+Why: a decoding pass feeds about 10 tokens, and PyTorch's sgemm with that few rows is slow
+on this CPU; ONNX Runtime's kernels (which pre-pack constant weights) ran the same 4-layer
+projections and MLPs 2.8x faster at 1 and 10 rows (docs/model.md, "Decoder layers through
+ONNX Runtime").
+
+Each decoder layer becomes two small graphs over that layer's own weights (exported in
+memory from the fused copies fast_llama already keeps; nothing is written or read):
+    before(x, cos, sin) -> q, k, v     RMSNorm, the fused q/k/v matmul, RoPE on q and k
+    after(x, attn) -> x                o projection and residual, RMSNorm, SwiGLU MLP, residual
+The KV cache, the attention masks and scaled_dot_product_attention stay in PyTorch
+(fast_llama.py), so the cache logic is the one already tested. Outputs equal PyTorch's to
+float rounding, not bit for bit (other kernels, other summation order);
+test_model_onnx_decode.py checks the decoded programs.
+
+Used where it applies (`available`): onnxruntime installed, an LLM on the CPU in float32,
+and IGLLM_ONNX_RUNTIME not set to 0. The graphs are made on first use and again when a
+weight changes (derived.py), about 0.5 s for a 4-layer model.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from igllm_ros.model.derived import derived, new_cache
+from igllm_ros.model import onnx_runtime
+
+_GRAPHS = new_cache()  # per decoder layer module: (torch threads) -> (before, after) sessions
+
+
+def available(weight: torch.Tensor) -> bool:
+    """Whether an LLM with this weight's device and dtype may take this path."""
+    return onnx_runtime.enabled() and onnx_runtime.cpu_float32(weight)
+
+
+class _Before(nn.Module):
+    def __init__(self, layer, heads: int, kv_heads: int, head_dim: int):
+        super().__init__()
+        self.norm, self.eps, self.qkv = layer.norm1.detach(), layer.eps1, layer.qkv.detach()
+        self.heads, self.kv_heads, self.head_dim = heads, kv_heads, head_dim
+
+    def forward(self, x, cos, sin):
+        batch, length, _ = x.shape
+        h = _rms_norm(x, self.norm, self.eps)
+        qkv = F.linear(h, self.qkv).view(batch, length, self.heads + 2 * self.kv_heads, self.head_dim)
+        qk = _rotate(qkv[:, :, : self.heads + self.kv_heads], cos, sin)
+        return qk[:, :, : self.heads], qk[:, :, self.heads:], qkv[:, :, self.heads + self.kv_heads:]
+
+
+class _After(nn.Module):
+    def __init__(self, layer):
+        super().__init__()
+        self.o, self.norm, self.eps = layer.o.detach(), layer.norm2.detach(), layer.eps2
+        self.gate_up, self.down = layer.gate_up.detach(), layer.down.detach()
+
+    def forward(self, x, attn):
+        x = x + F.linear(attn, self.o)
+        gate, up = F.linear(_rms_norm(x, self.norm, self.eps), self.gate_up).chunk(2, dim=-1)
+        return x + F.linear(F.silu(gate) * up, self.down)
+
+
+class OnnxLayer:
+    """before() and after() of one fast_llama layer through ONNX Runtime sessions."""
+
+    def __init__(self, layer, heads: int, kv_heads: int, head_dim: int):
+        x = torch.zeros(1, 3, layer.o.shape[0])
+        cos = torch.zeros(1, 3, 1, head_dim)
+        attn = torch.zeros(1, 3, heads * head_dim)
+        self._before = onnx_runtime.session_for(
+            _Before(layer, heads, kv_heads, head_dim), (x, cos, cos), ["x", "cos", "sin"], ["q", "k", "v"],
+            {"x": [0, 1], "cos": [0, 1], "sin": [0, 1]})
+        self._after = onnx_runtime.session_for(_After(layer), (x, attn), ["x", "attn"], ["y"], {"x": [0, 1], "attn": [0, 1]})
+
+    def before(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor):
+        q, k, v = self._before.run(None, {"x": _np(x), "cos": _np(cos), "sin": _np(sin)})
+        return torch.from_numpy(q), torch.from_numpy(k), torch.from_numpy(v)
+
+    def after(self, x: torch.Tensor, attn: torch.Tensor) -> torch.Tensor:
+        (y,) = self._after.run(None, {"x": _np(x), "attn": _np(attn)})
+        return torch.from_numpy(y)
+
+
+def layer_graphs(layer, heads: int, kv_heads: int, head_dim: int) -> OnnxLayer:
+    """The OnnxLayer of fast_llama's _Layer view of a decoder layer, cached per layer module
+    until one of its own weights changes."""
+    threads = torch.get_num_threads()
+    by_threads = derived(_GRAPHS, layer.module, layer.weights, lambda: {})
+    graphs = by_threads.get(threads)
+    if graphs is None:
+        graphs = by_threads[threads] = OnnxLayer(layer, heads, kv_heads, head_dim)
+    return graphs
+
+
+def _np(t: torch.Tensor) -> np.ndarray:
+    return np.ascontiguousarray(t.detach().numpy())
+
+
+def _rms_norm(x, weight, eps):
+    h = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)
+    return weight * h
+
+
+def _rotate(x, cos, sin):
+    half = x.shape[-1] // 2
+    return x * cos + torch.cat((-x[..., half:], x[..., :half]), dim=-1) * sin
