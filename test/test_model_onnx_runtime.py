@@ -104,3 +104,23 @@ def test_pytorch_path_where_it_does_not_apply(model_and_scenes):
     half = igllm.load(str(DEFAULT), device="cpu", dtype=torch.bfloat16)
     assert not onnx_tower.available(half.vision, pixels)
     assert onnx_tower.available(model.vision, pixels)
+
+
+def test_grouped_query_attention_and_padded_batches_decode_as_pytorch(monkeypatch):
+    # kv_heads < heads (SmolLM2-style grouped queries) and batches whose runs differ in
+    # length (padded slots masked), through the whole-pass graph and the per-layer ones.
+    from dataclasses import replace
+
+    from igllm_ros.model import decode
+    from test_model_decode import images, noisy_model
+
+    config = igllm.tiny_test_config()
+    llm = replace(config.llm, heads=4, kv_heads=2)
+    model = noisy_model({"llm": llm}, seed=3, end_bias=2.0)
+    assert model.llm.config.num_key_value_heads == 2
+    pictures = images(6, seed=5, size=(120, 160))
+    ours = decode.reconstruct(model, pictures, path="fast")
+    monkeypatch.setenv(onnx_runtime.ENV_SWITCH, "0")
+    generic = decode.reconstruct(model, pictures, path="generic")
+    assert [r.program for r in ours] == [r.program for r in generic]
+    assert len({len(r.scene.objects) for r in ours}) > 1  # runs of different lengths in one batch

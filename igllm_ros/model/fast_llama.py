@@ -110,6 +110,7 @@ class FastLlama:
         self.onnx = onnx_llama.available(self.norm)
         if self.onnx:
             self.graphs = [onnx_llama.layer_graphs(w, self.heads, self.kv_heads, self.head_dim) for w in self.layers]
+            self.whole_pass = onnx_llama.pass_graph(inner, self)
 
     def start(self, image: torch.Tensor) -> "FastLlamaSession":
         return FastLlamaSession(self, image)
@@ -134,6 +135,8 @@ class FastLlama:
         start, end = cache.append_slots(valid, padded)
         cos, sin = self.rope(positions, end, x.dtype)
         length = x.shape[1]
+        if self.onnx and start > 0 and rows == length:  # after the prefill: one graph per pass
+            return self._onnx_pass(cache, x, cos, sin, start, end)
         full = _attention_mask(cache, start, end, length)
         last = _attention_mask(cache, start, end, rows) if rows < length else full
         for index, layer in enumerate(self.layers):
@@ -164,6 +167,13 @@ class FastLlama:
         gate, up = F.linear(_rms_norm(x, w.norm2, w.eps2), w.gate_up).chunk(2, dim=-1)
         return x + F.linear(F.silu(gate) * up, w.down)
 
+
+    def _onnx_pass(self, cache: StaticKVCache, x, cos, sin, start: int, end: int) -> torch.Tensor:
+        past = [t[:, :, :start] for layer in range(len(self.layers)) for t in (cache.keys[layer], cache.values[layer])]
+        hidden, new = self.whole_pass.run(x, cos, sin, cache.mask(start, end, x.shape[1]), past)
+        for layer in range(len(self.layers)):
+            cache.store(layer, start, new[2 * layer], new[2 * layer + 1])
+        return hidden
 
     def _onnx_layer(self, w: _Layer, index: int, cache: StaticKVCache, x, cos, sin, start: int, mask: tuple, rows: int):
         """_layer with its matmul work in ONNX Runtime; the cache and attention as above.

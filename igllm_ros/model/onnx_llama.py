@@ -106,3 +106,71 @@ def _rms_norm(x, weight, eps):
 def _rotate(x, cos, sin):
     half = x.shape[-1] // 2
     return x * cos + torch.cat((-x[..., half:], x[..., :half]), dim=-1) * sin
+
+
+class _Pass(nn.Module):
+    """A whole decoding pass after the prefill: every layer (attention over the cached keys
+    and values included) and the final norm, for T new tokens that are all read."""
+
+    def __init__(self, layers, norm, eps, heads: int, kv_heads: int, head_dim: int, scaling: float):
+        super().__init__()
+        self.before = nn.ModuleList([_Before(layer, heads, kv_heads, head_dim) for layer in layers])
+        self.after = nn.ModuleList([_After(layer) for layer in layers])
+        self.norm, self.eps = norm.detach(), eps
+        self.repeat, self.scaling = heads // kv_heads, scaling
+
+    def forward(self, x, cos, sin, mask, *past):
+        batch, length, _ = x.shape
+        new = []
+        for index, (before, after) in enumerate(zip(self.before, self.after)):
+            q, k, v = before(x, cos, sin)
+            k, v = k.transpose(1, 2), v.transpose(1, 2)
+            new += [k, v]
+            keys = torch.cat([past[2 * index], k], dim=2)
+            values = torch.cat([past[2 * index + 1], v], dim=2)
+            if self.repeat > 1:
+                keys, values = keys.repeat_interleave(self.repeat, dim=1), values.repeat_interleave(self.repeat, dim=1)
+            attn = F.scaled_dot_product_attention(q.transpose(1, 2), keys, values, attn_mask=mask, scale=self.scaling)
+            x = after(x, attn.transpose(1, 2).reshape(batch, length, -1))
+        return (_rms_norm(x, self.norm, self.eps), *new)
+
+
+class OnnxPass:
+    """_Pass through one ONNX Runtime session; the KV cache stays fast_llama's."""
+
+    def __init__(self, runner):
+        self.layers = len(runner.layers)
+        hidden, dim, kv = runner.layers[0].o.shape[0], runner.head_dim, runner.kv_heads
+        t, past = 2, 3
+        x, cos = torch.zeros(1, t, hidden), torch.zeros(1, t, 1, dim)
+        mask = torch.ones(1, 1, t, past + t, dtype=torch.bool)
+        caches = tuple(torch.zeros(1, kv, past, dim) for _ in range(2 * self.layers))
+        self.past_names = [f"{kind}{i}" for i in range(self.layers) for kind in ("past_k", "past_v")]
+        new_names = [f"{kind}{i}" for i in range(self.layers) for kind in ("new_k", "new_v")]
+        dynamic = {"x": [0, 1], "cos": [0, 1], "sin": [0, 1], "mask": [0, 2, 3]}
+        dynamic.update({name: [0, 2] for name in self.past_names + new_names})
+        module = _Pass(runner.layers, runner.norm, runner.eps, runner.heads, kv, dim, runner.scaling)
+        self._session = onnx_runtime.session_for(module, (x, cos, cos, mask, *caches), ["x", "cos", "sin", "mask", *self.past_names],
+                                                 ["hidden", *new_names], dynamic)
+
+    def run(self, x, cos, sin, mask, past: list[torch.Tensor]):
+        """-> (normed hidden states (B, T, hidden), [new k, new v per layer] (B, kv, T, dim))."""
+        feeds = {"x": _np(x), "cos": _np(cos), "sin": _np(sin), "mask": _np(mask)}
+        feeds.update({name: _np(t) for name, t in zip(self.past_names, past)})
+        hidden, *new = self._session.run(None, feeds)
+        return torch.from_numpy(hidden), [torch.from_numpy(t) for t in new]
+
+
+_PASSES = new_cache()  # per LLM decoder module: torch threads -> OnnxPass
+
+
+def pass_graph(owner: nn.Module, runner) -> OnnxPass:
+    """The OnnxPass of a FastLlama runner over `owner` (its decoder module), cached until
+    one of the layers' or the final norm's weights changes."""
+    weights = [w for layer in runner.layers for w in layer.weights] + [runner.norm]
+    threads = torch.get_num_threads()
+    by_threads = derived(_PASSES, owner, weights, lambda: {})
+    graph = by_threads.get(threads)
+    if graph is None:
+        graph = by_threads[threads] = OnnxPass(runner)
+    return graph
