@@ -14,6 +14,10 @@ so do the MLP's gate and up projections, over concatenated copies of those weigh
 matmul's output columns do not depend on its other columns; the copies are rebuilt when
 a weight changes, e.g. by a training step).
 
+On a CPU in float32 the same computation runs through ONNX Runtime (onnx_llama.py): the
+prefill's layers as two graphs each around PyTorch's attention, each later pass as one
+graph; the KV cache stays here. IGLLM_ONNX_RUNTIME=0 keeps everything in PyTorch.
+
 `unsupported_reason(llm)` says why an LLM cannot take this path (peft/LoRA wrappers,
 other architectures, RoPE scaling, biases, ...); decode.py then uses the generic one.
 """

@@ -1,22 +1,25 @@
-"""fast_llama's per-layer matmul work through ONNX Runtime, for decoding on a CPU in float32.
+"""fast_llama's decoder work through ONNX Runtime, for decoding on a CPU in float32.
 
 Why: a decoding pass feeds about 10 tokens, and PyTorch's sgemm with that few rows is slow
 on this CPU; ONNX Runtime's kernels (which pre-pack constant weights) ran the same 4-layer
-projections and MLPs 2.8x faster at 1 and 10 rows (docs/model.md, "Decoder layers through
-ONNX Runtime").
+projections and MLPs 2.8x faster at 1 and 10 rows (docs/model.md, "ONNX Runtime: the
+vision tower and the decoder layers").
 
-Each decoder layer becomes two small graphs over that layer's own weights (exported in
-memory from the fused copies fast_llama already keeps; nothing is written or read):
-    before(x, cos, sin) -> q, k, v     RMSNorm, the fused q/k/v matmul, RoPE on q and k
-    after(x, attn) -> x                o projection and residual, RMSNorm, SwiGLU MLP, residual
-The KV cache, the attention masks and scaled_dot_product_attention stay in PyTorch
-(fast_llama.py), so the cache logic is the one already tested. Outputs equal PyTorch's to
-float rounding, not bit for bit (other kernels, other summation order);
-test_model_onnx_decode.py checks the decoded programs.
+Graphs, exported in memory from the fused weights fast_llama already keeps (nothing is
+written or read):
+- per layer, for the prefill (whose last layer reads only the last rows):
+      before(x, cos, sin) -> q, k, v     RMSNorm, the fused q/k/v matmul, RoPE on q and k
+      after(x, attn) -> x                o projection and residual, RMSNorm, SwiGLU MLP, residual
+  with the KV cache, masks and scaled_dot_product_attention in PyTorch between them;
+- one graph for a whole later pass (`OnnxPass`): every layer, with attention over the
+  cached keys and values given as inputs and the new ones returned, and the final norm.
+The KV cache itself stays fast_llama's (kv_cache.py), so its logic is the one already
+tested. Outputs equal PyTorch's to float rounding, not bit for bit (other kernels, other
+summation order); test_model_onnx_runtime.py and test_model_fast_decode.py check them.
 
 Used where it applies (`available`): onnxruntime installed, an LLM on the CPU in float32,
 and IGLLM_ONNX_RUNTIME not set to 0. The graphs are made on first use and again when a
-weight changes (derived.py), about 0.5 s for a 4-layer model.
+weight changes (derived.py), about a second for a 4-layer model.
 """
 from __future__ import annotations
 
