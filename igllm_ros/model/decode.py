@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from igllm_ros import program, world
-from igllm_ros.model import fast_llama
+from igllm_ros.model import fast_llama, onnx_llama
 from igllm_ros.model.grammar import Cursor
 from igllm_ros.reconstruction import Reconstruction
 
@@ -65,9 +65,13 @@ def llm_path(model, path: str = "auto") -> str:
 
 
 def describe_path(model) -> str:
-    """The decoding path and, for the generic one, why the fast one was not taken."""
+    """The decoding path, whether ONNX Runtime runs its layers, and, for the generic one,
+    why the fast one was not taken."""
     reason = fast_llama.unsupported_reason(model.llm)
-    return fast_llama.NAME if reason is None else f"{GENERIC} ({reason})"
+    if reason is not None:
+        return f"{GENERIC} ({reason})"
+    weight = model.llm.get_input_embeddings().weight
+    return f"{fast_llama.NAME} (ONNX Runtime)" if onnx_llama.available(weight) else fast_llama.NAME
 
 
 class StageTimer:
