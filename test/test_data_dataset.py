@@ -206,3 +206,22 @@ def test_cli_generate_show_summary(tmp_path, capsys):
     assert "split val_cogent_b" in capsys.readouterr().out
     assert cli.main(["summary", "--data", str(tmp_path / "missing")]) == 1
     assert "does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 3), (5, 7, 3), (240, 320, 3)])
+def test_png_encoder_round_trips_through_pil(shape):
+    import io
+
+    from PIL import Image
+
+    from igllm_ros.data import png
+
+    rng = np.random.default_rng(sum(shape))
+    rgb = rng.integers(0, 256, shape, dtype=np.uint8)
+    rgb[: shape[0] // 2] = rgb[: shape[0] // 2] // 16 * 16  # smooth and noisy rows alike
+    with Image.open(io.BytesIO(png.encode_rgb(rgb))) as decoded:
+        assert decoded.format == "PNG" and decoded.mode == "RGB" and decoded.size == (shape[1], shape[0])
+        assert np.array_equal(np.asarray(decoded), rgb)
+    for bad in (rgb.astype(np.uint16), rgb[..., :2], np.zeros((0, 4, 3), np.uint8)):
+        with pytest.raises(ValueError, match="uint8"):
+            png.encode_rgb(bad)
