@@ -110,7 +110,7 @@ class FastLlama:
         self.head_dim, self.scaling = attn.head_dim, attn.scaling
         self.rotary = inner.rotary_emb
         self.max_positions = config.max_position_embeddings
-        # On a CPU in float32 each layer's matmul work runs through ONNX Runtime (onnx_llama.py).
+        # On a CPU in float32 the layers run through ONNX Runtime (onnx_llama.py).
         self.onnx = onnx_llama.available(self.norm)
         if self.onnx:
             self.graphs = [onnx_llama.layer_graphs(w, self.heads, self.kv_heads, self.head_dim) for w in self.layers]
@@ -171,8 +171,9 @@ class FastLlama:
         gate, up = F.linear(_rms_norm(x, w.norm2, w.eps2), w.gate_up).chunk(2, dim=-1)
         return x + F.linear(F.silu(gate) * up, w.down)
 
-
     def _onnx_pass(self, cache: StaticKVCache, x, cos, sin, start: int, end: int) -> torch.Tensor:
+        """A whole pass after the prefill as one ONNX Runtime graph (onnx_llama.OnnxPass): the
+        cached keys and values go in, the pass's new ones come back into the cache."""
         past = [t[:, :, :start] for layer in range(len(self.layers)) for t in (cache.keys[layer], cache.values[layer])]
         hidden, new = self.whole_pass.run(x, cos, sin, cache.mask(start, end, x.shape[1]), past)
         for layer in range(len(self.layers)):

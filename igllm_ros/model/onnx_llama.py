@@ -28,10 +28,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from igllm_ros.model.derived import derived, new_cache
 from igllm_ros.model import onnx_runtime
+from igllm_ros.model.derived import derived, new_cache
 
-_GRAPHS = new_cache()  # per decoder layer module: (torch threads) -> (before, after) sessions
+_GRAPHS = new_cache()  # per decoder layer module: torch threads -> OnnxLayer
 
 
 def available(weight: torch.Tensor) -> bool:
