@@ -18,7 +18,7 @@ import torch
 
 from igllm_ros import model as igllm
 from igllm_ros.model import fast_llama, onnx_runtime
-from igllm_ros.model.vision import onnx_tower
+from igllm_ros.model.vision import efficientnet, onnx_tower
 
 pytest.importorskip("onnxruntime", reason="onnxruntime is a project dependency (scripts/setup_env.sh)")
 
@@ -44,11 +44,11 @@ def pixels_of(model, images):
 def test_features_equal_pytorch_to_float_rounding(model_and_scenes, monkeypatch):
     model, images = model_and_scenes
     pixels = pixels_of(model, images[:8])
-    assert onnx_tower.available(model.vision, pixels)
+    assert onnx_tower.available(efficientnet._folded(model.vision), pixels)
     with torch.inference_mode():
         ours = model.vision.inference_features(pixels)
         monkeypatch.setenv(onnx_runtime.ENV_SWITCH, "0")
-        assert not onnx_tower.available(model.vision, pixels)
+        assert not onnx_tower.available(efficientnet._folded(model.vision), pixels)
         folded = model.vision.inference_features(pixels)
         reference = model.vision.features(pixels)
     assert ours.shape == reference.shape == (8, 48, model.vision.out_dim)
@@ -102,8 +102,8 @@ def test_pytorch_path_where_it_does_not_apply(model_and_scenes):
     model, images = model_and_scenes
     pixels = pixels_of(model, images[:1])
     half = igllm.load(str(DEFAULT), device="cpu", dtype=torch.bfloat16)
-    assert not onnx_tower.available(half.vision, pixels)
-    assert onnx_tower.available(model.vision, pixels)
+    assert not onnx_tower.available(efficientnet._folded(half.vision), pixels)
+    assert onnx_tower.available(efficientnet._folded(model.vision), pixels)
 
 
 def test_grouped_query_attention_and_padded_batches_decode_as_pytorch(monkeypatch):

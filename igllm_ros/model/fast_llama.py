@@ -14,9 +14,9 @@ so do the MLP's gate and up projections, over concatenated copies of those weigh
 matmul's output columns do not depend on its other columns; the copies are rebuilt when
 a weight changes, e.g. by a training step).
 
-On a CPU in float32 the same computation runs through ONNX Runtime (onnx_llama.py): the
-prefill's layers as two graphs each around PyTorch's attention, each later pass as one
-graph; the KV cache stays here. IGLLM_ONNX_RUNTIME=0 keeps everything in PyTorch.
+On a CPU in float32 the same computation runs through ONNX Runtime (onnx_llama.py), one
+graph per pass (the prefill's last layer then computes its image tokens in full); the KV
+cache stays here. IGLLM_ONNX_RUNTIME=0 keeps everything in PyTorch.
 
 `unsupported_reason(llm)` says why an LLM cannot take this path (peft/LoRA wrappers,
 other architectures, RoPE scaling, biases, ...); decode.py then uses the generic one.
@@ -78,7 +78,6 @@ class _Layer:
 
     def __init__(self, layer: nn.Module):
         attn, mlp = layer.self_attn, layer.mlp
-        self.module = layer
         self.weights = (attn.q_proj.weight, attn.k_proj.weight, attn.v_proj.weight, attn.o_proj.weight, mlp.gate_proj.weight,
                         mlp.up_proj.weight, mlp.down_proj.weight, layer.input_layernorm.weight, layer.post_attention_layernorm.weight)
         self.qkv = _fused(attn, attn.q_proj.weight, attn.k_proj.weight, attn.v_proj.weight)
@@ -113,7 +112,6 @@ class FastLlama:
         # On a CPU in float32 the layers run through ONNX Runtime (onnx_llama.py).
         self.onnx = onnx_llama.available(self.norm)
         if self.onnx:
-            self.graphs = [onnx_llama.layer_graphs(w, self.heads, self.kv_heads, self.head_dim) for w in self.layers]
             self.whole_pass = onnx_llama.pass_graph(inner, self)
 
     def start(self, image: torch.Tensor) -> "FastLlamaSession":
@@ -139,8 +137,8 @@ class FastLlama:
         start, end = cache.append_slots(valid, padded)
         cos, sin = self.rope(positions, end, x.dtype)
         length = x.shape[1]
-        if self.onnx and start > 0 and rows == length:  # after the prefill: one graph per pass
-            return self._onnx_pass(cache, x, cos, sin, start, end)
+        if self.onnx:  # one graph per pass; the prefill's image tokens are computed in full
+            return self._onnx_pass(cache, x, cos, sin, start, end)[:, -rows:]
         full = _attention_mask(cache, start, end, length)
         last = _attention_mask(cache, start, end, rows) if rows < length else full
         for index, layer in enumerate(self.layers):
@@ -149,8 +147,6 @@ class FastLlama:
         return _rms_norm(x, self.norm, self.eps)
 
     def _layer(self, w: _Layer, index: int, cache: StaticKVCache, x, cos, sin, start: int, mask: tuple, rows: int):
-        if self.onnx:
-            return self._onnx_layer(w, index, cache, x, cos, sin, start, mask, rows)
         batch, length, _ = x.shape
         heads, kv, dim = self.heads, self.kv_heads, self.head_dim
         h = _rms_norm(x, w.norm1, w.eps1)
@@ -172,28 +168,13 @@ class FastLlama:
         return x + F.linear(F.silu(gate) * up, w.down)
 
     def _onnx_pass(self, cache: StaticKVCache, x, cos, sin, start: int, end: int) -> torch.Tensor:
-        """A whole pass after the prefill as one ONNX Runtime graph (onnx_llama.OnnxPass): the
-        cached keys and values go in, the pass's new ones come back into the cache."""
+        """A whole pass as one ONNX Runtime graph (onnx_llama.OnnxPass): the cached keys and
+        values go in (none for the prefill), the pass's new ones come back into the cache."""
         past = [t[:, :, :start] for layer in range(len(self.layers)) for t in (cache.keys[layer], cache.values[layer])]
         hidden, new = self.whole_pass.run(x, cos, sin, cache.mask(start, end, x.shape[1]), past)
         for layer in range(len(self.layers)):
             cache.store(layer, start, new[2 * layer], new[2 * layer + 1])
         return hidden
-
-    def _onnx_layer(self, w: _Layer, index: int, cache: StaticKVCache, x, cos, sin, start: int, mask: tuple, rows: int):
-        """_layer with its matmul work in ONNX Runtime; the cache and attention as above.
-        (q is computed for every token: the saving for the prefill's last layer is small.)"""
-        graphs = self.graphs[index]
-        q, k, v = graphs.before(x, cos, sin)
-        batch, length, _ = x.shape
-        if rows < length:
-            q, x = q[:, -rows:], x[:, -rows:]
-        keys, values = cache.store(index, start, k.transpose(1, 2), v.transpose(1, 2))
-        if self.heads != self.kv_heads:
-            repeat = self.heads // self.kv_heads
-            keys, values = keys.repeat_interleave(repeat, dim=1), values.repeat_interleave(repeat, dim=1)
-        attn = F.scaled_dot_product_attention(q.transpose(1, 2), keys, values, attn_mask=mask[0], is_causal=mask[1], scale=self.scaling)
-        return graphs.after(x, attn.transpose(1, 2).reshape(batch, rows, -1))
 
 
 class FastLlamaSession:

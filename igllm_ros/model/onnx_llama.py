@@ -5,21 +5,20 @@ on this CPU; ONNX Runtime's kernels (which pre-pack constant weights) ran the sa
 projections and MLPs 2.8x faster at 1 and 10 rows (docs/model.md, "ONNX Runtime: the
 vision tower and the decoder layers").
 
-Graphs, exported in memory from the fused weights fast_llama already keeps (nothing is
-written or read):
-- per layer, for the prefill (whose last layer reads only the last rows):
-      before(x, cos, sin) -> q, k, v     RMSNorm, the fused q/k/v matmul, RoPE on q and k
-      after(x, attn) -> x                o projection and residual, RMSNorm, SwiGLU MLP, residual
-  with the KV cache, masks and scaled_dot_product_attention in PyTorch between them;
-- one graph for a whole later pass (`OnnxPass`): every layer, with attention over the
-  cached keys and values given as inputs and the new ones returned, and the final norm.
-The KV cache itself stays fast_llama's (kv_cache.py), so its logic is the one already
-tested. Outputs equal PyTorch's to float rounding, not bit for bit (other kernels, other
-summation order); test_model_onnx_runtime.py and test_model_fast_decode.py check them.
+One graph per decoding pass (`OnnxPass`), exported in memory from the fused weights
+fast_llama already keeps (nothing is written or read): every layer (RMSNorm, the fused
+q/k/v matmul, RoPE, attention over the cached keys and values given as inputs, the o
+projection, the SwiGLU MLP) and the final norm; the pass's new keys and values are
+returned. The KV cache itself stays fast_llama's (kv_cache.py), so its logic is the one
+already tested; the prefill passes an empty cache. Unlike fast_llama's PyTorch path, the
+prefill's last layer computes its image tokens in full (their outputs are dropped), which
+one graph for every pass is worth. Outputs equal PyTorch's to float rounding, not bit for
+bit (other kernels, other summation order); test_model_onnx_runtime.py and
+test_model_fast_decode.py check them.
 
 Used where it applies (`available`): onnxruntime installed, an LLM on the CPU in float32,
 and IGLLM_ONNX_RUNTIME not set to 0. The graphs are made on first use and again when a
-weight changes (derived.py), about a second for a 4-layer model.
+weight changes (derived.py), under a second for a 4-layer model.
 """
 from __future__ import annotations
 
@@ -31,7 +30,7 @@ from torch import nn
 from igllm_ros.model import onnx_runtime
 from igllm_ros.model.derived import derived, new_cache
 
-_GRAPHS = new_cache()  # per decoder layer module: torch threads -> OnnxLayer
+_PASSES = new_cache()  # per LLM decoder module: torch threads -> OnnxPass
 
 
 def available(weight: torch.Tensor) -> bool:
@@ -65,38 +64,6 @@ class _After(nn.Module):
         return x + F.linear(F.silu(gate) * up, self.down)
 
 
-class OnnxLayer:
-    """before() and after() of one fast_llama layer through ONNX Runtime sessions."""
-
-    def __init__(self, layer, heads: int, kv_heads: int, head_dim: int):
-        x = torch.zeros(1, 3, layer.o.shape[0])
-        cos = torch.zeros(1, 3, 1, head_dim)
-        attn = torch.zeros(1, 3, heads * head_dim)
-        self._before = onnx_runtime.session_for(
-            _Before(layer, heads, kv_heads, head_dim), (x, cos, cos), ["x", "cos", "sin"], ["q", "k", "v"],
-            {"x": [0, 1], "cos": [0, 1], "sin": [0, 1]})
-        self._after = onnx_runtime.session_for(_After(layer), (x, attn), ["x", "attn"], ["y"], {"x": [0, 1], "attn": [0, 1]})
-
-    def before(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor):
-        q, k, v = self._before.run(None, {"x": _np(x), "cos": _np(cos), "sin": _np(sin)})
-        return torch.from_numpy(q), torch.from_numpy(k), torch.from_numpy(v)
-
-    def after(self, x: torch.Tensor, attn: torch.Tensor) -> torch.Tensor:
-        (y,) = self._after.run(None, {"x": _np(x), "attn": _np(attn)})
-        return torch.from_numpy(y)
-
-
-def layer_graphs(layer, heads: int, kv_heads: int, head_dim: int) -> OnnxLayer:
-    """The OnnxLayer of fast_llama's _Layer view of a decoder layer, cached per layer module
-    until one of its own weights changes."""
-    threads = torch.get_num_threads()
-    by_threads = derived(_GRAPHS, layer.module, layer.weights, lambda: {})
-    graphs = by_threads.get(threads)
-    if graphs is None:
-        graphs = by_threads[threads] = OnnxLayer(layer, heads, kv_heads, head_dim)
-    return graphs
-
-
 def _np(t: torch.Tensor) -> np.ndarray:
     return np.ascontiguousarray(t.detach().numpy())
 
@@ -112,8 +79,8 @@ def _rotate(x, cos, sin):
 
 
 class _Pass(nn.Module):
-    """A whole decoding pass after the prefill: every layer (attention over the cached keys
-    and values included) and the final norm, for T new tokens that are all read."""
+    """A whole decoding pass: every layer (attention over the cached keys and values
+    included) and the final norm, for T new tokens."""
 
     def __init__(self, layers, norm, eps, heads: int, kv_heads: int, head_dim: int, scaling: float):
         super().__init__()
@@ -162,9 +129,6 @@ class OnnxPass:
         feeds.update({name: _np(t) for name, t in zip(self.past_names, past)})
         hidden, *new = self._session.run(None, feeds)
         return torch.from_numpy(hidden), [torch.from_numpy(t) for t in new]
-
-
-_PASSES = new_cache()  # per LLM decoder module: torch threads -> OnnxPass
 
 
 def pass_graph(owner: nn.Module, runner) -> OnnxPass:

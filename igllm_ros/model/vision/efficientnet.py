@@ -121,10 +121,9 @@ class EfficientNetTower(nn.Module):
         one CPU thread; equal to features() to float rounding). Rebuilt when a weight changes.
         On a CPU in float32 that copy runs through ONNX Runtime where it is installed
         (onnx_tower.py: 17 against 24 ms per image here)."""
-        weights = _backbone_weights(self)
-        folded = _folded(self, weights)
-        if onnx_tower.available(self, pixels):
-            return onnx_tower.features(self, weights, folded, pixels)
+        folded = _folded(self)
+        if onnx_tower.available(folded, pixels):
+            return onnx_tower.features(folded, pixels)
         return folded.features(pixels.contiguous(memory_format=torch.channels_last))
 
     def adapt(self, features: torch.Tensor) -> torch.Tensor:
@@ -173,9 +172,8 @@ def _backbone_weights(tower: EfficientNetTower) -> list[torch.Tensor]:
     return cached
 
 
-def _folded(tower: EfficientNetTower, weights: list[torch.Tensor] | None = None) -> EfficientNetTower:
-    weights = _backbone_weights(tower) if weights is None else weights
-    return derived(_FOLDED, tower, weights, lambda: _make_folded(tower))
+def _folded(tower: EfficientNetTower) -> EfficientNetTower:
+    return derived(_FOLDED, tower, _backbone_weights(tower), lambda: _make_folded(tower))
 
 
 def _make_folded(tower: EfficientNetTower) -> EfficientNetTower:

@@ -21,20 +21,20 @@ from torch import nn
 from igllm_ros.model import onnx_runtime
 from igllm_ros.model.derived import derived, new_cache
 
-_SESSIONS = new_cache()  # per tower: torch threads -> session
+_SESSIONS = new_cache()  # per folded copy (made again when a tower weight changes): torch threads -> session
 
 
-def available(tower: nn.Module, pixels: torch.Tensor) -> bool:
-    """Whether features(pixels) may run through ONNX Runtime."""
-    return onnx_runtime.enabled() and pixels.device.type == "cpu" and onnx_runtime.cpu_float32(next(tower.parameters()))
+def available(folded: nn.Module, pixels: torch.Tensor) -> bool:
+    """Whether the folded tower's features(pixels) may run through ONNX Runtime."""
+    return onnx_runtime.enabled() and pixels.device.type == "cpu" and onnx_runtime.cpu_float32(next(folded.parameters()))
 
 
-def features(tower: nn.Module, weights: list[torch.Tensor], folded: nn.Module, pixels: torch.Tensor) -> torch.Tensor:
+def features(folded: nn.Module, pixels: torch.Tensor) -> torch.Tensor:
     """folded.features(pixels) computed by ONNX Runtime (uint8 (B, 3, H, W) -> (B, P, C)).
-    `folded` is the tower's folded copy; the session is made again when one of the tower's
-    `weights` changes."""
+    `folded` is the tower's BatchNorm-folded copy, which efficientnet.py makes again when a
+    weight changes, so one session per copy (and thread count) is enough."""
     threads = torch.get_num_threads()
-    by_threads = derived(_SESSIONS, tower, weights, lambda: {})
+    by_threads = derived(_SESSIONS, folded, (), lambda: {})
     session = by_threads.get(threads)
     if session is None:
         example = (pixels[:1].contiguous(),)
