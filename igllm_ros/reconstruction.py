@@ -50,8 +50,8 @@ class Reconstructor(Protocol):
     def training_loss(self, batch: dict) -> tuple:
         """(loss tensor, {name: float} logged as they are) for a batch on the model's device."""
 
-    def param_groups(self, lr: float, head_lr: float, weight_decay: float) -> list[dict]:
-        """AdamW parameter groups (the model decides what trains at head_lr, what decays)."""
+    def param_groups(self, lr: float, head_lr: float, weight_decay: float, tower_lr: float | None = None) -> list[dict]:
+        """AdamW parameter groups (the model decides what trains at head_lr and tower_lr, what decays)."""
 
     def reconstruct(self, images: list, max_objects: int = 10) -> list[Reconstruction]:
         """One Reconstruction per HxWx3 uint8 RGB image in the pinned camera model

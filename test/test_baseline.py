@@ -194,6 +194,8 @@ def test_param_groups_cover_every_parameter_once(model):
     assert heads and all(g["lr"] == 5e-3 for g in heads)
     assert all(g["weight_decay"] == 0.0 for g in groups if g["name"].endswith("no_decay"))
     torch.optim.AdamW(groups)  # a valid optimizer spec
+    with pytest.raises(ValueError, match="tower_lr"):
+        model.param_groups(1e-3, 5e-3, 0.05, tower_lr=1e-4)  # no pretrained tower to slow down
 
 
 # ---- checkpoints -------------------------------------------------------------------------

@@ -149,6 +149,19 @@ def test_last_stages_train_when_asked():
     assert not model.vision.conv_stem.weight.requires_grad
 
 
+def test_a_fine_tuned_tower_learns_at_its_own_rate():
+    model = build(small_config(train_last_stages=2))
+    groups = model.param_groups(1e-3, 1e-2, 0.01, tower_lr=1e-4)
+    rate = {id(p): g["lr"] for g in groups for p in g["params"]}
+    assert set(rate) == {id(p) for p in model.parameters() if p.requires_grad}
+    assert rate[id(model.vision.blocks[6][0].conv_pwl.weight)] == 1e-4
+    assert rate[id(model.vision.position)] == 1e-3  # fresh, so it learns with the body
+    assert rate[id(next(model.projector.parameters()))] == 1e-3
+    assert rate[id(next(model.numeric_head.parameters()))] == 1e-2
+    same = model.param_groups(1e-3, 1e-2, 0.01)
+    assert {g["lr"] for g in same} == {1e-3, 1e-2}
+
+
 def test_cached_feature_training_equals_uncached_on_the_same_batch(tmp_path):
     from igllm_ros.data.writer import generate
     from igllm_ros.model import feature_cache

@@ -70,9 +70,11 @@ class DETRBaseline(nn.Module):
         logs["loss"] = float(total.detach())
         return total, logs
 
-    def param_groups(self, lr: float, head_lr: float, weight_decay: float) -> list[dict]:
+    def param_groups(self, lr: float, head_lr: float, weight_decay: float, tower_lr: float | None = None) -> list[dict]:
         """Output heads at head_lr, everything else at lr; no decay on norms, biases and the
-        query embeddings."""
+        query embeddings. The baseline has no pretrained tower, so tower_lr must be None."""
+        if tower_lr is not None:
+            raise ValueError("train.tower_lr: the DETR baseline has no pretrained vision tower; leave it 0")
         groups: dict[tuple[bool, bool], list] = {}
         for name, p in self.named_parameters():
             if not p.requires_grad:

@@ -223,20 +223,26 @@ class IGLLM(nn.Module):
                 nll[use] = -torch.logsumexp(log_p.gather(1, group[use]), dim=-1)
         return nll
 
-    def param_groups(self, lr: float, head_lr: float, weight_decay: float) -> list[dict]:
-        """AdamW groups: the numeric head and value embedding at head_lr; no weight decay on
-        biases, norms and embeddings' 1-D parameters. Frozen parameters are left out."""
+    def param_groups(self, lr: float, head_lr: float, weight_decay: float, tower_lr: float | None = None) -> list[dict]:
+        """AdamW groups: the numeric head and value embedding at head_lr, the vision tower's
+        own trainable parameters at tower_lr (None: lr; a fine-tuned pretrained tower usually
+        wants far less than the fresh parts); no weight decay on biases, norms and
+        embeddings' 1-D parameters. Frozen parameters are left out."""
         head_ids = {id(p) for m in (self.numeric_head, self.value_embedding) if m is not None for p in m.parameters()}
-        groups = {(h, d): [] for h in (False, True) for d in (False, True)}
+        # The tower's fresh position embedding (CNN kinds) learns with the body, not at tower_lr.
+        tower_ids = {id(p) for n, p in self.vision.named_parameters() if n != "position"}
+        rates = {"body": lr, "head": head_lr, "tower": lr if tower_lr is None else tower_lr}
+        groups = {(part, d): [] for part in rates for d in (False, True)}
         for name, param in self.named_parameters():
             if not param.requires_grad:
                 continue
+            part = "head" if id(param) in head_ids else "tower" if id(param) in tower_ids else "body"
             decay = param.ndim >= 2 and "norm" not in name.lower()
-            groups[(id(param) in head_ids, decay)].append(param)
+            groups[(part, decay)].append(param)
         result = []
-        for (is_head, decay), params in groups.items():
+        for (part, decay), params in groups.items():
             if params:
-                result.append({"params": params, "lr": head_lr if is_head else lr, "weight_decay": weight_decay if decay else 0.0})
+                result.append({"params": params, "lr": rates[part], "weight_decay": weight_decay if decay else 0.0})
         return result
 
     # ---- inference and checkpoints ------------------------------------------------------

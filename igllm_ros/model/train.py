@@ -191,7 +191,7 @@ def _open_batches(preset: Preset, model, state: dict, device: torch.device) -> I
 
 
 def _optimizer(model, cfg: dict) -> torch.optim.AdamW:
-    groups = model.param_groups(cfg["lr"], cfg["head_lr"], cfg["weight_decay"])
+    groups = model.param_groups(cfg["lr"], cfg["head_lr"], cfg["weight_decay"], tower_lr=cfg["tower_lr"] or None)
     for group in groups:
         group["peak_lr"] = group["lr"]  # apply_lr scales from here
     return torch.optim.AdamW(groups, lr=cfg["lr"], weight_decay=cfg["weight_decay"])

@@ -23,6 +23,7 @@ TRAIN_DEFAULTS = {
     "grad_accum": 1,  # micro-batches per optimizer step
     "lr": 3e-4,
     "head_lr": 1e-3,  # numeric head / value embedding (IG-LLM float mode), the baseline's heads
+    "tower_lr": 0.0,  # a trainable vision tower's peak lr (IG-LLM); 0: the same as lr
     "weight_decay": 0.01,
     "warmup_steps": 500,
     "min_lr_ratio": 0.0,  # the cosine ends at lr * min_lr_ratio
