@@ -22,16 +22,19 @@ from igllm_ros.model.vision import efficientnet, onnx_tower
 
 pytest.importorskip("onnxruntime", reason="onnxruntime is a project dependency (scripts/setup_env.sh)")
 
-DEFAULT = Path(__file__).resolve().parents[1] / "models" / "igllm-lite0-views"
+MODELS = Path(__file__).resolve().parents[1] / "models"
+# The shipped default (tokens at stride 32: 8 x 6) and the stride-16 option (16 x 12 tokens).
+SHIPPED = {"igllm-lite0-views": (8, 6), "igllm-lite0-s16": (16, 12)}
 
 
-@pytest.fixture(scope="module")
-def model_and_scenes():
+@pytest.fixture(scope="module", params=sorted(SHIPPED))
+def model_and_scenes(request):
     from igllm_ros.data.stream import generate_samples
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    model = igllm.load(str(DEFAULT), device="cpu", dtype=torch.float32)
+    model = igllm.load(str(MODELS / request.param), device="cpu", dtype=torch.float32)
+    assert model.vision.grid(model.input_size) == SHIPPED[request.param]
     samples = list(itertools.islice(generate_samples("val_camera", 77, *model.input_size), 24))
     yield model, [s.image for s in samples]
     torch.set_num_threads(threads)
@@ -51,7 +54,8 @@ def test_features_equal_pytorch_to_float_rounding(model_and_scenes, monkeypatch)
         assert not onnx_tower.available(efficientnet._folded(model.vision), pixels)
         folded = model.vision.inference_features(pixels)
         reference = model.vision.features(pixels)
-    assert ours.shape == reference.shape == (8, 48, model.vision.out_dim)
+    columns, rows = model.vision.grid(model.input_size)
+    assert ours.shape == reference.shape == (8, columns * rows, model.vision.out_dim)
     scale = reference.abs().max().item()
     assert scale > 1.0
     assert (ours - folded).abs().max().item() < 1e-6 * scale * 10
@@ -101,7 +105,7 @@ def test_programs_match_pytorch_on_24_robot_camera_scenes(model_and_scenes, monk
 def test_pytorch_path_where_it_does_not_apply(model_and_scenes):
     model, images = model_and_scenes
     pixels = pixels_of(model, images[:1])
-    half = igllm.load(str(DEFAULT), device="cpu", dtype=torch.bfloat16)
+    half = igllm.load(str(MODELS / "igllm-lite0-views"), device="cpu", dtype=torch.bfloat16)
     assert not onnx_tower.available(efficientnet._folded(half.vision), pixels)
     assert onnx_tower.available(efficientnet._folded(model.vision), pixels)
 
