@@ -28,13 +28,18 @@ SHIPPED = {"igllm-lite0-views": (8, 6), "igllm-lite0-s16": (16, 12)}
 
 
 @pytest.fixture(scope="module", params=sorted(SHIPPED))
-def model_and_scenes(request):
+def shipped(request):
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def model_and_scenes(shipped):
     from igllm_ros.data.stream import generate_samples
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    model = igllm.load(str(MODELS / request.param), device="cpu", dtype=torch.float32)
-    assert model.vision.grid(model.input_size) == SHIPPED[request.param]
+    model = igllm.load(str(MODELS / shipped), device="cpu", dtype=torch.float32)
+    assert model.vision.grid(model.input_size) == SHIPPED[shipped]
     samples = list(itertools.islice(generate_samples("val_camera", 77, *model.input_size), 24))
     yield model, [s.image for s in samples]
     torch.set_num_threads(threads)
@@ -102,10 +107,10 @@ def test_programs_match_pytorch_on_24_robot_camera_scenes(model_and_scenes, monk
         assert np.allclose(a.scene.camera.loc, b.scene.camera.loc, atol=0.0011)
 
 
-def test_pytorch_path_where_it_does_not_apply(model_and_scenes):
+def test_pytorch_path_where_it_does_not_apply(model_and_scenes, shipped):
     model, images = model_and_scenes
     pixels = pixels_of(model, images[:1])
-    half = igllm.load(str(MODELS / "igllm-lite0-views"), device="cpu", dtype=torch.bfloat16)
+    half = igllm.load(str(MODELS / shipped), device="cpu", dtype=torch.bfloat16)
     assert not onnx_tower.available(efficientnet._folded(half.vision), pixels)
     assert onnx_tower.available(efficientnet._folded(model.vision), pixels)
 
