@@ -12,10 +12,14 @@ Each figure is measured in a fresh process, so LP_NUM_THREADS (Mesa llvmpipe's
 rasterizer threads) applies to it. Besides wall-clock img/s it prints the CPU time per
 image (all threads and workers): on a shared machine that is the steadier figure, and
 cores x 1000 / (CPU ms) is the rate the machine gives when nobody else uses it.
+Each row runs --repeat times (fresh processes) and prints the median with the range: one
+run on this shared 2-core machine has swung from 46 to 69 img/s on an idle day. A
+`generate` figure includes the pool's start (about 0.7 s: spawning the workers, imports,
+llvmpipe's shader compiles), so a longer run gives a higher rate.
 Target: generation >= 50 img/s at 320x240 on the 2-core development machine, with and
 without randomization.
 
-    python bench/bench_data.py [--sizes 160x120 320x240] [--count 300] [--workers 2] [--lp-threads 1 2]
+    python bench/bench_data.py [--sizes 160x120 320x240] [--count 300] [--workers 2] [--lp-threads 1 2] [--repeat 3]
 """
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -94,6 +99,7 @@ def main() -> int:
     parser.add_argument("--count", type=int, default=300, help="images per measurement")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2, help="workers of the parallel generation run")
     parser.add_argument("--lp-threads", type=int, nargs="+", default=[1, 2], help="LP_NUM_THREADS values to try")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per row; the median is printed")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
@@ -102,7 +108,7 @@ def main() -> int:
 
     load = os.getloadavg()
     print(f"cpus {os.cpu_count()}, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} (a shared machine: figures vary)")
-    print(f"{'size':>8s}  {'what':44s} {'LP threads':>10s} {'img/s':>8s} {'CPU ms/img':>11s}")
+    print(f"{'size':>8s}  {'what':44s} {'LP threads':>10s} {'img/s':>8s} {'(range)':>13s} {'CPU ms/img':>11s}")
     for size in args.sizes:
         width, height = (int(v) for v in size.split("x"))
         for lp in args.lp_threads:
@@ -117,8 +123,10 @@ def main() -> int:
                 (f"generate train_robust, {args.workers} workers", "generate", args.workers, "train_robust"),
             ]
             for label, kind, workers, split in rows:
-                result = _measure(kind, width, height, args.count, workers, lp, split)
-                print(f"{size:>8s}  {label:44s} {lp:>10d} {result['img_s']:8.1f} {result['cpu_ms']:11.1f}", flush=True)
+                runs = [_measure(kind, width, height, args.count, workers, lp, split) for _ in range(max(1, args.repeat))]
+                rate, cpu = statistics.median(r["img_s"] for r in runs), statistics.median(r["cpu_ms"] for r in runs)
+                spread = f"{min(r['img_s'] for r in runs):.1f}-{max(r['img_s'] for r in runs):.1f}"
+                print(f"{size:>8s}  {label:44s} {lp:>10d} {rate:8.1f} {spread:>13s} {cpu:11.1f}", flush=True)
         print()
     print(f"renderer: {_measure('render', 64, 48, 5, 1, 1)['gl']}")
     load = os.getloadavg()
