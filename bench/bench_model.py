@@ -13,7 +13,9 @@ Prints, per device (CPU, and CUDA when available unless --device picks one):
   reconstruct(skip_forced=...); n/a for models without it, e.g. the baseline);
 - IG-LLM only: the decoding path (fast-llama or transformers, --path) and a stage
   breakdown per scene size, batch 1 and --batch: vision tower, projector, prefill, decode
-  passes (and one pass), Python glue with the grammar (decode.StageTimer).
+  passes (and one pass), Python glue with the grammar (decode.StageTimer); the tokens a
+  decode pass feeds and the matmul GFLOP/s the passes reach, beside a plain 256x256 matmul
+  loop's rate on the same device (how far the passes are from the arithmetic limit).
 Issue 15's targets for the shipped default on 1 CPU thread: a 10-object scene p50 <= 30 ms,
 p95 <= 35 ms; 3 objects <= 20 ms; batch 8 <= 15 ms per scene.
 """
@@ -107,14 +109,20 @@ def decode_latencies(reconstruct, images: list[np.ndarray], device: torch.device
     return times, cpu
 
 
-def batched_ms_per_scene(reconstruct, images: list[np.ndarray], device: torch.device, batch: int) -> float:
-    chunk = (images * (batch // len(images) + 1))[:batch]
-    reconstruct(chunk)
-    sync(device)
-    start = time.perf_counter()
-    reconstruct(chunk)
-    sync(device)
-    return 1000.0 * (time.perf_counter() - start) / batch
+def batched_ms_per_scene(reconstruct, images: list[np.ndarray], device: torch.device, batch: int, batches: int = 5) -> float:
+    """ms per scene in batches of `batch` images: the median over `batches` batches (the
+    images taken in turn), after a warm-up batch. One batch alone swung 2x here."""
+    pool = images * (batch * (batches + 1) // len(images) + 1)
+    chunks = [pool[i * batch:(i + 1) * batch] for i in range(batches + 1)]
+    reconstruct(chunks[0])
+    times = []
+    for chunk in chunks[1:]:
+        sync(device)
+        start = time.perf_counter()
+        reconstruct(chunk)
+        sync(device)
+        times.append(time.perf_counter() - start)
+    return 1000.0 * float(np.median(times)) / batch
 
 
 def steps_per_scene(reconstruct, images: list[np.ndarray], skip_forced: bool | None) -> float:
@@ -153,8 +161,38 @@ def stage_breakdown(model, images: list[np.ndarray], device: torch.device, path:
     result["total"] = sum(result.values())
     # A pass serves the whole batch: passes per batch, and one pass's wall time.
     result["passes"] = timer.passes / len(chunks)
-    result["ms per decode pass"] = 1000.0 * seconds.get("decode passes", 0.0) / max(timer.passes - len(chunks), 1)
+    decode_passes = max(timer.passes - len(chunks), 1)
+    result["ms per decode pass"] = 1000.0 * seconds.get("decode passes", 0.0) / decode_passes
+    # How close the decode passes come to the arithmetic: their matmul work per second.
+    result["tokens per decode pass"] = timer.decode_tokens / decode_passes
+    if seconds.get("decode passes"):
+        result["decode passes GFLOP/s"] = timer.decode_tokens * llm_matmul_flops_per_token(model) / seconds["decode passes"] / 1e9
     return result
+
+
+def llm_matmul_flops_per_token(model) -> float:
+    """FLOPs of the LLM layers' weight matmuls for one token (q, k, v, o, gate, up,
+    down); attention over the cache, norms and the heads are left out (a few %)."""
+    config = model.llm.config
+    hidden, layers = config.hidden_size, config.num_hidden_layers
+    head_dim = getattr(config, "head_dim", None) or hidden // config.num_attention_heads
+    qkv = hidden * head_dim * (config.num_attention_heads + 2 * config.num_key_value_heads)
+    return 2.0 * layers * (qkv + config.num_attention_heads * head_dim * hidden + 3 * hidden * config.intermediate_size)
+
+
+def matmul_gflops(device: torch.device, size: int = 256, repeats: int = 400) -> float:
+    """This machine's float32 rate on a plain size x size matmul loop (the reference that
+    issue 15 calls the arithmetic limit: about 100 GFLOP/s on 1 thread of the 2-core CPU)."""
+    a = torch.randn(size, size, device=device)
+    b = torch.randn(size, size, device=device)
+    for _ in range(20):
+        a @ b
+    sync(device)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    sync(device)
+    return 2.0 * size**3 * repeats / (time.perf_counter() - start) / 1e9
 
 
 def sync(device: torch.device) -> None:
@@ -200,6 +238,8 @@ def bench_device(path: str, device: torch.device, args) -> dict:
             if is_igllm:
                 for batch in (1, args.batch):
                     result[f"stages_{count}obj_batch{batch}"] = stage_breakdown(model, images, device, args.path, batch, args.clock)
+        if is_igllm:
+            result["matmul_gflops_256"] = matmul_gflops(device)
     # Training in float32 weights (as igllm-train keeps them), bf16 autocast on CUDA.
     if args.train_steps > 0:
         del model
@@ -242,6 +282,8 @@ def format_table(results: list[dict], args) -> str:
         lines.append(f"  {label:<{width}}" + "".join(f"  {cell(r.get(key), fmt):>28}" for r in results))
     for r in results:
         lines += format_stages(r, args.batch)
+        if r.get("matmul_gflops_256"):
+            lines.append(f"  reference: a 256x256 float32 matmul loop here runs at {r['matmul_gflops_256']:.1f} GFLOP/s")
     return "\n".join(lines)
 
 
@@ -251,9 +293,11 @@ def format_stages(result: dict, batch: int) -> list[str]:
     if not columns:
         return []
     tables = [result[f"stages_{c}obj_batch{b}"] for c, b in columns]
-    stages = [s for s in tables[0] if s not in ("total", "passes", "ms per decode pass")]
-    labels = [f"{s} (ms/scene)" for s in stages] + ["total (ms/scene)", "passes (per batch)", "one decode pass (ms)"]
-    keys = stages + ["total", "passes", "ms per decode pass"]
+    extra = {"total": "total (ms/scene)", "passes": "passes (per batch)", "ms per decode pass": "one decode pass (ms)",
+             "tokens per decode pass": "tokens per decode pass (batch)", "decode passes GFLOP/s": "decode passes, matmul GFLOP/s"}
+    stages = [s for s in tables[0] if s not in extra]
+    labels = [f"{s} (ms/scene)" for s in stages] + list(extra.values())
+    keys = stages + list(extra)
     width = max(len(label) for label in labels)
     lines = [f"stage breakdown ({result['clock']} time), {result['device']} {result['dtype']}:", f"  {'':<{width}}" + "".join(f"  {f'{c} obj, batch {b}':>16}" for c, b in columns)]
     for label, key in zip(labels, keys):

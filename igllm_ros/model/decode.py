@@ -84,6 +84,7 @@ class StageTimer:
         self.clock = clock
         self.seconds: dict[str, float] = {}
         self.passes = 0
+        self.decode_tokens = 0  # real tokens fed by the passes after the prefill (all sequences)
         self.restart()
 
     def restart(self) -> None:
@@ -169,6 +170,8 @@ def decode(model, pixels: torch.Tensor, max_objects: int, skip_forced: bool = Tr
         stage = "decode passes"
         if timer is not None:
             timer.passes += 1
+            if timer.passes > 1:
+                timer.decode_tokens += sum(lengths)
         for b, seq in enumerate(sequences):
             n = lengths[b]
             if not n:
