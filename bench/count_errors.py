@@ -43,14 +43,13 @@ def report(split: str, samples, scenes, cutoffs, near_m: float) -> list[str]:
         extra_conf += [o.confidence for i, o in enumerate(pred.objects) if i not in hit_pred]
         matched_conf += [pred.objects[i].confidence for i in hit_pred]
     visible, missed = np.array(visible), np.array(missed)
-    bias = np.mean([len(p.objects) - len(s.scene.objects) for s, p in zip(samples, scenes)])
-    over = np.mean([len(p.objects) > len(s.scene.objects) for s, p in zip(samples, scenes)])
-    under = np.mean([len(p.objects) < len(s.scene.objects) for s, p in zip(samples, scenes)])
-    lines = [f"{split}: {len(samples)} scenes, count bias {bias:+.2f} objects, over-counted {100 * over:.1f} %, under-counted {100 * under:.1f} %",
+    surplus = np.array([len(p.objects) - len(s.scene.objects) for s, p in zip(samples, scenes)])
+    lines = [f"{split}: {len(samples)} scenes, count bias {surplus.mean():+.2f} objects, over-counted {100 * (surplus > 0).mean():.1f} %, "
+             f"under-counted {100 * (surplus < 0).mean():.1f} %",
              f"  missed objects (nothing within {100 * near_m:.0f} cm): {len(missed)} of {len(visible)} ({100 * len(missed) / max(len(visible), 1):.1f} %)"]
     for lo, hi in VISIBLE_BINS:
-        inside = (visible >= lo) & (visible < (hi or np.inf))
-        gone = (missed >= lo) & (missed < (hi or np.inf))
+        top = np.inf if hi is None else hi
+        inside, gone = (visible >= lo) & (visible < top), (missed >= lo) & (missed < top)
         lines.append(f"    visible {lo}-{hi or 'max'} px: {inside.sum()} objects, {gone.sum()} missed ({100 * gone.sum() / max(inside.sum(), 1):.1f} %)")
     median = lambda v: f"{np.median(v):.2f}" if v else "n/a"  # noqa: E731
     lines.append(f"  extra predictions: {len(extra_conf)}, median confidence {median(extra_conf)} (matched: {median(matched_conf)})")
