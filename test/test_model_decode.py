@@ -27,15 +27,13 @@ def noisy_model(changes: dict, seed: int = 0, end_bias: float = 0.0):
     with torch.no_grad():
         for p in model.llm.parameters():
             p.normal_(0.0, 0.5)
-    if end_bias:
-        eos, logits = model.grammar.eos_id, model.logits
-
-        def biased(hidden):
-            out = logits(hidden)
-            out[..., eos] += end_bias
-            return out
-
-        model.logits = biased
+    if end_bias:  # an LM head with a bias on the end token (the same weight, tied or not)
+        head = model.llm.get_output_embeddings()
+        biased = torch.nn.Linear(head.in_features, head.out_features, bias=True)
+        biased.weight = head.weight
+        with torch.no_grad():
+            biased.bias.zero_()[model.grammar.eos_id] = end_bias
+        model.llm.set_output_embeddings(biased.eval())
     return model
 
 

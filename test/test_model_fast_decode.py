@@ -211,3 +211,19 @@ def test_static_cache_grows_keeping_what_was_written():
     assert mask[0, 0, 0].tolist() == [True, True, True, False, False, False]  # causal
     with pytest.raises(ValueError):
         StaticKVCache(0, 1, 1, 1, 1, torch.float32, torch.device("cpu"))
+
+
+def test_slot_major_cache_grows_keeping_what_was_written_as_one_block():
+    from igllm_ros.model.kv_cache import StaticKVCache
+
+    cache = StaticKVCache(layers=2, batch=2, kv_heads=1, head_dim=2, capacity=3, dtype=torch.float32, device=torch.device("cpu"), layout="slots")
+    start, end = cache.append_slots(torch.ones(2, 2, dtype=torch.bool), padded=False)
+    cache.store_slots(start, torch.ones(2, 4, 2, 1, 2))
+    start, end = cache.append_slots(torch.ones(2, 4, dtype=torch.bool), padded=False)
+    assert (start, end) == (2, 6) and cache.capacity >= 6
+    cache.store_slots(start, torch.full((4, 4, 2, 1, 2), 2.0))
+    written = cache.written_slots(end)
+    assert written.shape == (6, 4, 2, 1, 2) and written.is_contiguous()
+    assert written[:2].eq(1).all() and written[2:].eq(2).all()
+    with pytest.raises(ValueError, match="layout"):
+        StaticKVCache(1, 1, 1, 1, 1, torch.float32, torch.device("cpu"), layout="heads")

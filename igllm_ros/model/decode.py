@@ -137,6 +137,9 @@ class _GenericSession:
         hidden = self.model.hidden_states(embeds, attention_mask=self.attention, position_ids=positions, past_key_values=self.cache)
         return hidden[:, -width:]
 
+    def step(self, embeds, valid, positions, padded: bool, last: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.model.decode_heads(self.forward(embeds, valid, positions, padded), last)
+
 
 @torch.inference_mode()
 def decode(model, pixels: torch.Tensor, max_objects: int, skip_forced: bool = True, path: str = "auto", timer: StageTimer | None = None) -> list[Reconstruction]:
@@ -148,7 +151,7 @@ def decode(model, pixels: torch.Tensor, max_objects: int, skip_forced: bool = Tr
     mark("vision + projector")
     batch, prefix = image.shape[0], image.shape[1]
     if llm_path(model, path) == fast_llama.NAME:
-        session = fast_llama.FastLlama(model.llm, checked=True).start(image)
+        session = fast_llama.FastLlama(model.llm, checked=True, readout=model).start(image)
     else:
         session = _GenericSession(model, image)
     sequences = [_Sequence(Cursor(grammar, max_objects), prefix) for _ in range(batch)]
@@ -162,10 +165,9 @@ def decode(model, pixels: torch.Tensor, max_objects: int, skip_forced: bool = Tr
         ids, valid, positions, values = _pass_inputs(sequences, lengths, grammar.pad_id, image.device)
         embeds = model.embed_tokens(ids, ids == grammar.num_id, values).to(image.dtype)
         mark("glue (grammar, Python)")
-        hidden = session.forward(embeds, valid, positions, padded=min(lengths) != max(lengths))
-        last = torch.tensor([max(n - 1, 0) for n in lengths], device=hidden.device)
-        logits = model.logits(hidden[torch.arange(batch, device=hidden.device), last]).float().cpu()
-        head = model.numeric_head(hidden).float().cpu() if float_mode else None
+        last = torch.tensor([max(n - 1, 0) for n in lengths], device=image.device)
+        logits, head = session.step(embeds, valid, positions, min(lengths) != max(lengths), last)
+        logits, head = logits.cpu(), (head.cpu() if float_mode else None)
         mark(stage)
         stage = "decode passes"
         if timer is not None:

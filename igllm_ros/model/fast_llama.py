@@ -95,8 +95,10 @@ class FastLlama:
 
     name = NAME
 
-    def __init__(self, llm: nn.Module, checked: bool = False):
-        """checked: unsupported_reason(llm) was None just now (decode.py asks it first)."""
+    def __init__(self, llm: nn.Module, checked: bool = False, readout=None):
+        """checked: unsupported_reason(llm) was None just now (decode.py asks it first).
+        readout: the IGLLM whose decode_heads() step() applies to the final states (on the
+        ONNX Runtime path inside the pass's graph, so they cost no PyTorch calls)."""
         reason = None if checked else unsupported_reason(llm)
         if reason is not None:
             raise ValueError(f"the fast Llama path does not support this LLM: {reason}")
@@ -111,7 +113,11 @@ class FastLlama:
         self.max_positions = config.max_position_embeddings
         # On a CPU in float32 the layers run through ONNX Runtime (onnx_llama.py).
         self.onnx = onnx_llama.available(self.norm)
-        if self.onnx:
+        self.readout, self._inner = readout, inner
+        self.whole_pass = self.pass_with_heads = None  # made on first use: decoding needs only the second
+        if self.onnx and readout is not None:
+            self.pass_with_heads = onnx_llama.pass_graph(inner, self, readout)
+        elif self.onnx:
             self.whole_pass = onnx_llama.pass_graph(inner, self)
 
     def start(self, image: torch.Tensor) -> "FastLlamaSession":
@@ -130,6 +136,20 @@ class FastLlama:
             cached = (key, emb.cos().to(dtype), emb.sin().to(dtype))
             _ROPE_TABLES[self.rotary] = cached
         return cached[1][positions].unsqueeze(2), cached[2][positions].unsqueeze(2)
+
+    def step(self, cache: StaticKVCache, x: torch.Tensor, valid: torch.Tensor, positions: torch.Tensor, rows: int, padded: bool,
+             last: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """forward(), then the readout's decode_heads() on the last `rows` states: (logits
+        after state `last` (B,) of those rows (B, V), numeric values (B, rows))."""
+        if self.onnx and self.pass_with_heads is not None:
+            start, end = cache.append_slots(valid, padded)
+            cos, sin = self.rope(positions, end, x.dtype)
+            skipped = x.shape[1] - rows  # the prefill's image tokens
+            mask = cache.mask(start, end, x.shape[1])
+            logits, values, new = self.pass_with_heads.run_heads(x, cos, sin, mask, cache.written_slots(start), last + skipped)
+            cache.store_slots(start, new)
+            return logits, values[:, skipped:]
+        return self.readout.decode_heads(self.forward(cache, x, valid, positions, rows, padded), last)
 
     def forward(self, cache: StaticKVCache, x: torch.Tensor, valid: torch.Tensor, positions: torch.Tensor, rows: int, padded: bool) -> torch.Tensor:
         """x (B, T, hidden) at `positions`, valid (B, T) bool -> the final (normed) hidden
@@ -170,10 +190,10 @@ class FastLlama:
     def _onnx_pass(self, cache: StaticKVCache, x, cos, sin, start: int, end: int) -> torch.Tensor:
         """A whole pass as one ONNX Runtime graph (onnx_llama.OnnxPass): the cached keys and
         values go in (none for the prefill), the pass's new ones come back into the cache."""
-        past = [t[:, :, :start] for layer in range(len(self.layers)) for t in (cache.keys[layer], cache.values[layer])]
-        hidden, new = self.whole_pass.run(x, cos, sin, cache.mask(start, end, x.shape[1]), past)
-        for layer in range(len(self.layers)):
-            cache.store(layer, start, new[2 * layer], new[2 * layer + 1])
+        if self.whole_pass is None:
+            self.whole_pass = onnx_llama.pass_graph(self._inner, self)
+        hidden, new = self.whole_pass.run(x, cos, sin, cache.mask(start, end, x.shape[1]), cache.written_slots(start))
+        cache.store_slots(start, new)
         return hidden
 
 
@@ -185,19 +205,34 @@ class FastLlamaSession:
         self.runner = runner
         self.image = image
         batch, prefix, _ = image.shape
-        self.cache = StaticKVCache(len(runner.layers), batch, runner.kv_heads, runner.head_dim, prefix + 128, image.dtype, image.device)
+        self.cache = StaticKVCache(len(runner.layers), batch, runner.kv_heads, runner.head_dim, prefix + 128, image.dtype, image.device,
+                                   layout="slots" if runner.onnx else "layers")
 
     def forward(self, embeds: torch.Tensor, valid: torch.Tensor, positions: torch.Tensor, padded: bool) -> torch.Tensor:
         """embeds (B, W, hidden), valid (B, W) bool, positions (B, W) -> (B, W, hidden)."""
         rows = embeds.shape[1]
-        if self.image is not None:
-            image, self.image = self.image, None
-            batch, prefix, _ = image.shape
-            embeds = torch.cat([image, embeds], dim=1)
-            image_positions = torch.arange(prefix, device=positions.device).expand(batch, prefix)
-            positions = torch.cat([image_positions, positions], dim=1)
-            valid = torch.cat([torch.ones((batch, prefix), dtype=torch.bool, device=valid.device), valid], dim=1)
+        embeds, valid, positions = self._with_image(embeds, valid, positions)
         return self.runner.forward(self.cache, embeds, valid, positions, rows, padded)
+
+    def step(self, embeds: torch.Tensor, valid: torch.Tensor, positions: torch.Tensor, padded: bool,
+             last: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """forward() read out by the runner's readout: (logits after embeds' state `last`
+        (B,) (B, V), numeric values (B, W)), float32."""
+        rows = embeds.shape[1]
+        embeds, valid, positions = self._with_image(embeds, valid, positions)
+        return self.runner.step(self.cache, embeds, valid, positions, rows, padded, last)
+
+    def _with_image(self, embeds, valid, positions):
+        """The first pass (the prefill) feeds the image tokens before the run."""
+        if self.image is None:
+            return embeds, valid, positions
+        image, self.image = self.image, None
+        batch, prefix, _ = image.shape
+        embeds = torch.cat([image, embeds], dim=1)
+        image_positions = torch.arange(prefix, device=positions.device).expand(batch, prefix)
+        positions = torch.cat([image_positions, positions], dim=1)
+        valid = torch.cat([torch.ones((batch, prefix), dtype=torch.bool, device=valid.device), valid], dim=1)
+        return embeds, valid, positions
 
 
 def _attention_mask(cache: StaticKVCache, start: int, end: int, rows: int) -> tuple[torch.Tensor | None, bool]:

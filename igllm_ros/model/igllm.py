@@ -8,6 +8,7 @@ hidden state at t - 1; a `<num>`'s value is regressed from that same hidden stat
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import random
 
@@ -34,6 +35,29 @@ class NumericHead(nn.Module):
         return self.net(hidden).squeeze(-1)
 
 
+def read_out(hidden: torch.Tensor, last: torch.Tensor, project, compose, numeric) -> tuple[torch.Tensor, torch.Tensor]:
+    """IGLLM.decode_heads' computation over given pieces (the LM head, the joint-logit
+    composition, the numeric head or None). gather, not advanced indexing: it exports."""
+    rows = hidden.gather(1, last.view(-1, 1, 1).expand(-1, 1, hidden.shape[-1])).squeeze(1)
+    logits = compose(project(rows)).float()
+    if numeric is None:
+        return logits, torch.zeros(hidden.shape[:2], dtype=torch.float32, device=hidden.device)
+    return logits, numeric(hidden).float()
+
+
+class _FrozenHeads(nn.Module):
+    """IGLLM.decode_heads over detached copies of its weights (IGLLM.frozen_decode_heads)."""
+
+    def __init__(self, model: "IGLLM"):
+        super().__init__()
+        self.project = copy.deepcopy(towers.base_llm(model.llm).get_output_embeddings()).requires_grad_(False)
+        self.numeric = None if model.numeric_head is None else copy.deepcopy(model.numeric_head).requires_grad_(False)
+        self.compose = model.compose_joint  # reads buffers only (no trained weight)
+
+    def forward(self, hidden, last):
+        return read_out(hidden, last, self.project, self.compose, self.numeric)
+
+
 class IGLLM(nn.Module):
     def __init__(self, config: ModelConfig, vision: nn.Module, llm: nn.Module, codec):
         super().__init__()
@@ -58,6 +82,7 @@ class IGLLM(nn.Module):
         ids, parts = _joint_factors(codec) if config.factorized_joint else (None, None)
         self.register_buffer("joint_ids", ids, persistent=False)  # None: one free logit per head
         self.register_buffer("joint_parts", parts, persistent=False)
+        self.register_buffer("joint_order", None if ids is None else _joint_order(ids, towers.base_llm(llm).get_output_embeddings().out_features), persistent=False)
         masked = views.masked_attributes(config)
         colours = _alternatives(codec, self.grammar, "color") if "color" in masked else None
         shapes = _alternatives(codec, self.grammar, "shape") if "shape" in masked else None
@@ -147,14 +172,34 @@ class IGLLM(nn.Module):
         return out.last_hidden_state
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        logits = towers.base_llm(self.llm).get_output_embeddings()(hidden)  # as embed_tokens: no get_decoder()
+        # as embed_tokens: no get_decoder()
+        return self.compose_joint(towers.base_llm(self.llm).get_output_embeddings()(hidden))
+
+    def compose_joint(self, logits: torch.Tensor) -> torch.Tensor:
+        """The LM head's logits -> the model's: with factorized_joint, each joint head's
+        logit is the sum of its attribute values' logits (else unchanged)."""
         if self.joint_parts is None:
             return logits
-        # factorized_joint: a head's logit = the sum of its attribute values' logits
         composed = logits[..., self.joint_parts].sum(-1)
-        logits = logits.clone()
-        logits[..., self.joint_ids] = composed
-        return logits
+        # every logit, the heads' replaced by their sums: one gather (it exports to ONNX;
+        # an in-place index_put did not), equal values
+        return torch.cat([logits, composed], dim=-1).index_select(-1, self.joint_order)
+
+    def decode_heads(self, hidden: torch.Tensor, last: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """What decoding reads after a pass, float32: the next-token logits after each
+        sequence's last real state (B, V) (`last` (B,) indexes hidden (B, T, hidden)) and the
+        numeric head's value at every state (B, T), zeros in char mode."""
+        return read_out(hidden, last, towers.base_llm(self.llm).get_output_embeddings(), self.compose_joint, self.numeric_head)
+
+    def frozen_decode_heads(self) -> nn.Module:
+        """decode_heads as a module over detached copies of the weights it reads, for a graph
+        (onnx_llama.py) that bakes them in; rebuild it when they change (decode_head_weights)."""
+        return _FrozenHeads(self)
+
+    def decode_head_weights(self) -> list[torch.Tensor]:
+        """The weights decode_heads reads (for caches of derived copies: derived.py)."""
+        lm = towers.base_llm(self.llm).get_output_embeddings()
+        return list(lm.parameters()) + ([] if self.numeric_head is None else list(self.numeric_head.parameters()))
 
     # ---- training -----------------------------------------------------------------------
     def _collate_images(self, samples, augment: bool) -> dict[str, torch.Tensor]:
@@ -265,6 +310,14 @@ def _joint_factors(codec) -> tuple[torch.Tensor, torch.Tensor]:
     ids = [codec.encode(text)[0] for text in heads]
     parts = [[codec.encode(value)[0] for value in values] for values in heads.values()]
     return torch.tensor(ids, dtype=torch.long), torch.tensor(parts, dtype=torch.long)
+
+
+def _joint_order(ids: torch.Tensor, vocab: int) -> torch.Tensor:
+    """(vocab,) indices into [logits, composed head logits]: itself for every token, vocab + j
+    for joint head j (IGLLM.compose_joint)."""
+    order = torch.arange(vocab)
+    order[ids] = vocab + torch.arange(len(ids))
+    return order
 
 
 def _alternatives(codec, grammar, attribute: str) -> torch.Tensor:

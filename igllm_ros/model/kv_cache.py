@@ -6,16 +6,30 @@ All sequences of a batch share the write pointer (`length`): a pass appends the 
 number of slots to every sequence, right-padded where a sequence's run is shorter, as the
 generic decoder's attention mask does. Capacity grows by doubling when a pass would not
 fit, so no bound on the program length is needed up front.
+
+Two layouts of the same slots: "layers" (the default) keeps a (B, kv_heads, capacity,
+head_dim) pair per layer, which PyTorch's attention reads as views; "slots" keeps one
+(capacity, 2 * layers, B, kv_heads, head_dim) tensor, slot-major, so that every slot
+written so far is one contiguous block: the ONNX Runtime pass (onnx_llama.py) takes it as
+a single input with no copy and returns its new slots as a single output, where the
+per-layer layout cost eight strided copies in and eight stores out per pass.
 """
 from __future__ import annotations
 
 import torch
 
 
+LAYOUTS = ("layers", "slots")
+
+
 class StaticKVCache:
-    def __init__(self, layers: int, batch: int, kv_heads: int, head_dim: int, capacity: int, dtype: torch.dtype, device: torch.device):
+    def __init__(self, layers: int, batch: int, kv_heads: int, head_dim: int, capacity: int, dtype: torch.dtype, device: torch.device,
+                 layout: str = "layers"):
         if min(layers, batch, kv_heads, head_dim, capacity) < 1:
             raise ValueError("StaticKVCache needs positive sizes")
+        if layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+        self.layout = layout
         self.layers, self.batch, self.kv_heads, self.head_dim = layers, batch, kv_heads, head_dim
         self.dtype, self.device = dtype, device
         self.length = 0  # slots written so far (the same for every sequence)
@@ -27,17 +41,26 @@ class StaticKVCache:
         return self.valid.shape[1]
 
     def _allocate(self, capacity: int) -> None:
-        shape = (self.batch, self.kv_heads, capacity, self.head_dim)
         # Uninitialised: attention reads only slots already written (padded ones included).
-        keys = [torch.empty(shape, dtype=self.dtype, device=self.device) for _ in range(self.layers)]
-        values = [torch.empty(shape, dtype=self.dtype, device=self.device) for _ in range(self.layers)]
+        n = self.length
         valid = torch.zeros((self.batch, capacity), dtype=torch.bool, device=self.device)
-        if self.length:  # growing: keep what was written
-            n = self.length
-            for new, old in zip(keys + values, self.keys + self.values):
-                new[:, :, :n] = old[:, :, :n]
+        if self.layout == "slots":
+            shape = (capacity, 2 * self.layers, self.batch, self.kv_heads, self.head_dim)
+            block = torch.empty(shape, dtype=self.dtype, device=self.device)
+            if n:  # growing: keep what was written
+                block[:n] = self.block[:n]
+            self.block = block
+        else:
+            shape = (self.batch, self.kv_heads, capacity, self.head_dim)
+            keys = [torch.empty(shape, dtype=self.dtype, device=self.device) for _ in range(self.layers)]
+            values = [torch.empty(shape, dtype=self.dtype, device=self.device) for _ in range(self.layers)]
+            if n:
+                for new, old in zip(keys + values, self.keys + self.values):
+                    new[:, :, :n] = old[:, :, :n]
+            self.keys, self.values = keys, values
+        if n:
             valid[:, :n] = self.valid[:, :n]
-        self.keys, self.values, self.valid = keys, values, valid
+        self.valid = valid
         # causal[i, j]: slot i may attend to slot j (j <= i)
         self.causal = torch.ones((capacity, capacity), dtype=torch.bool, device=self.device).tril_()
 
@@ -58,12 +81,22 @@ class StaticKVCache:
         return start, end
 
     def store(self, layer: int, start: int, keys: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Write (B, kv_heads, T, head_dim) keys and values at slots start..start+T; return
-        the layer's keys and values of every slot written so far (views, no copy)."""
+        """"layers" layout: write (B, kv_heads, T, head_dim) keys and values at slots
+        start..start+T; return the layer's keys and values of every slot written so far
+        (views, no copy)."""
         end = start + keys.shape[2]
         self.keys[layer][:, :, start:end] = keys
         self.values[layer][:, :, start:end] = values
         return self.keys[layer][:, :, :end], self.values[layer][:, :, :end]
+
+    def written_slots(self, end: int) -> torch.Tensor:
+        """"slots" layout: slots 0..end of every layer, (end, 2 * layers, B, kv_heads,
+        head_dim), layer i's keys at [:, 2i] and values at [:, 2i + 1]; a contiguous view."""
+        return self.block[:end]
+
+    def store_slots(self, start: int, new: torch.Tensor) -> None:
+        """"slots" layout: write (T, 2 * layers, B, kv_heads, head_dim) at slots start..start+T."""
+        self.block[start:start + new.shape[0]] = new
 
     def mask(self, start: int, end: int, rows: int) -> torch.Tensor:
         """Boolean attention mask (B, 1, rows, end) for the last `rows` query slots of
