@@ -140,3 +140,29 @@ def test_config_checks_name_the_key():
     assert ModelConfig.from_dict(config.to_dict()) == config
     assert config.to_dict()["kind"] == "igllm"
     assert math.isclose(FIELDS["cx"].scale, world.CAMERA_JITTER_M)
+
+
+def test_joint_head_confidences_are_the_marginals_of_the_distribution():
+    """exists = 1 - P(end); an attribute's confidence: the mass of the heads sharing the
+    chosen value, among the heads; checked against a loop over a random distribution."""
+    grammar = Grammar(DomainVocab(joint=True), "float", "joint")
+    cursor = Cursor(grammar)
+    while len(cursor.allowed()) == 1:
+        cursor.feed(cursor.allowed()[0], 1.0)
+    allowed = cursor.allowed()
+    assert grammar.eos_id in allowed and len(allowed) == len(grammar.heads) + 1
+    p = np.random.default_rng(4).dirichlet(np.ones(len(allowed)))
+    distribution = dict(zip(allowed, p.tolist()))
+    token = max(t for t in allowed if t != grammar.eos_id)
+    cursor.feed(token, distribution[token], distribution)
+    head_of = {ids[0]: grammar.heads[text] for text, ids in grammar.more.trie.paths.items() if text in grammar.heads}
+    chosen = head_of[token]
+    exists = sum(q for t, q in distribution.items() if t in head_of)
+    expected = {"exists": exists}
+    for i, name in enumerate(program.ATTRIBUTE_FIELDS):
+        expected[name] = sum(q for t, q in distribution.items() if t in head_of and head_of[t][i] == chosen[i]) / exists
+    (confidences,) = cursor.attribute_confidences()
+    assert confidences.keys() == expected.keys()
+    for name, value in expected.items():
+        assert confidences[name] == pytest.approx(value, rel=1e-12), name
+    assert 0 < confidences["exists"] < 1 and all(0 < confidences[n] < 1 for n in program.ATTRIBUTE_FIELDS)

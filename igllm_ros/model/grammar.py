@@ -102,6 +102,7 @@ class Grammar:
             self.heads = {}
             more = {V.ADD_OPEN: enc(V.ADD_OPEN)}
         self.more = Segment("choice", "more", Trie("more", {**more, END: (codec.eos_id,)}))
+        self.head_values = _head_value_table(self.more.trie, self.heads)
         self.end = Segment("fixed", "end", Trie("end", {END: (codec.eos_id,)}))
         self.attributes = {
             name: Segment("choice", name, Trie(name, {v: enc(v) for v in world.ATTRIBUTES[name]}))
@@ -214,22 +215,18 @@ class Cursor:
 
     def _joint_confidences(self, option: str) -> dict[str, float]:
         """exists = 1 - P(end); each attribute: the probability mass of heads sharing the
-        chosen value, among the heads (marginals of the renormalised distribution)."""
-        root = self.grammar.more.trie.root
-        chosen = self.grammar.heads[option]
+        chosen value, among the heads (marginals of the renormalised distribution).
+        Vectorised over the ~97 options (a Python loop cost ~0.1 ms per object)."""
         if self._distribution is None:  # forced (a one-option grammar) or fed without one
             return {"exists": 1.0, **{name: 1.0 for name in program.ATTRIBUTE_FIELDS}}
-        exists = 0.0
-        mass = dict.fromkeys(program.ATTRIBUTE_FIELDS, 0.0)
-        for token, p in self._distribution.items():
-            head = self.grammar.heads.get(root.children[token].option)
-            if head is None:
-                continue  # the end of the program
-            exists += p
-            for i, name in enumerate(program.ATTRIBUTE_FIELDS):
-                if head[i] == chosen[i]:
-                    mass[name] += p
-        return {"exists": exists, **{name: (m / exists if exists > 0 else 0.0) for name, m in mass.items()}}
+        table = self.grammar.head_values
+        tokens = np.fromiter(self._distribution.keys(), dtype=np.int64, count=len(self._distribution))
+        p = np.fromiter(self._distribution.values(), dtype=np.float64, count=len(self._distribution))
+        values = table[tokens]  # (options, attributes) value index, -1 where not an object head
+        chosen = table[self.grammar.more.trie.paths[option][0]]
+        exists = float(p[values[:, 0] >= 0].sum())
+        mass = (p[:, None] * (values == chosen)).sum(axis=0)
+        return {"exists": exists, **{name: (float(m) / exists if exists > 0 else 0.0) for name, m in zip(program.ATTRIBUTE_FIELDS, mass)}}
 
     # ---- the result ---------------------------------------------------------------------
     def text(self) -> str:
@@ -267,6 +264,18 @@ class Cursor:
             elif c.segment.kind == "choice" and c.segment.name in program.ATTRIBUTE_FIELDS:
                 result[-1][c.segment.name] = c.probability
         return result
+
+
+def _head_value_table(more: Trie, heads: dict[str, tuple[str, ...]]) -> np.ndarray:
+    """(max token id + 1, attributes) int: for the first token of each object head among
+    the add-or-end options, the index of each of its attribute values
+    (world.ATTRIBUTES order); -1 rows for every other token (the end of the program)."""
+    table = np.full((max(more.root.children, default=0) + 1, len(program.ATTRIBUTE_FIELDS)), -1, dtype=np.int64)
+    for token, child in more.root.children.items():
+        head = heads.get(child.option)
+        if head is not None:
+            table[token] = [world.ATTRIBUTES[name].index(value) for name, value in zip(program.ATTRIBUTE_FIELDS, head)]
+    return table
 
 
 def _number_text(spec, value: float | None, shape: str | None) -> str:
