@@ -141,7 +141,7 @@ class FastLlama:
              last: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """forward(), then the readout's decode_heads() on the last `rows` states: (logits
         after state `last` (B,) of those rows (B, V), numeric values (B, rows))."""
-        if self.onnx and self.pass_with_heads is not None:
+        if self.pass_with_heads is not None:  # made only on the ONNX Runtime path
             start, end = cache.append_slots(valid, padded)
             cos, sin = self.rope(positions, end, x.dtype)
             skipped = x.shape[1] - rows  # the prefill's image tokens

@@ -80,7 +80,8 @@ class IGLLM(nn.Module):
         self.numeric_head = NumericHead(hidden) if config.float_numbers else None
         self.value_embedding = nn.Linear(1, hidden) if config.value_feedback else None
         ids, parts = _joint_factors(codec) if config.factorized_joint else (None, None)
-        self.register_buffer("joint_ids", ids, persistent=False)  # None: one free logit per head
+        # None: one free logit per head; else each head's attribute-value tokens and where
+        # compose_joint puts their sums
         self.register_buffer("joint_parts", parts, persistent=False)
         self.register_buffer("joint_order", None if ids is None else _joint_order(ids, towers.base_llm(llm).get_output_embeddings().out_features), persistent=False)
         masked = views.masked_attributes(config)
