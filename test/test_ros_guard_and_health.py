@@ -115,6 +115,8 @@ def test_an_exception_in_a_transition_is_an_internal_error_and_the_node_stays_us
         assert node.trigger_configure() == TransitionCallbackReturn.ERROR
         assert node.lifecycle_state() == "unconfigured"
         assert node.stats.bad_inputs["internal_error"] == 1
+        assert node.stats.internal_errors_in == {"on_configure": 1}  # counted where it happened
+        assert node.stats.snapshot()["internal_errors_in"] == {"on_configure": 1}
         assert node.trigger_configure() == TransitionCallbackReturn.ERROR  # and again: still no crash
     finally:
         node.destroy_node()

@@ -27,6 +27,7 @@ class NodeStats:
         self.stamp_jumps_back = 0
         self.stamps_in_future = 0
         self.bad_inputs: Counter[str] = Counter()
+        self.internal_errors_in: Counter[str] = Counter()  # where each internal_error happened
         self.last_image_time: float | None = None  # monotonic
         self.last_scene_time: float | None = None
         self.streaming_since: float | None = None  # last activation
@@ -59,6 +60,13 @@ class NodeStats:
             self._outcomes.append((now, kind))
             self._trim(now)
 
+    def internal_error(self, where: str) -> None:
+        """An internal_error (counted as a bad input) that happened in `where`: a frame, the
+        service, a timer, a transition. Kept apart so a fault outside the frames is seen."""
+        with self._lock:
+            self.internal_errors_in[where] += 1
+        self.bad_input("internal_error")
+
     def scene_published(self, latency_ms: float | None, inference_ms: float) -> None:
         """latency_ms None: the image's stamp could not be trusted, so it says nothing."""
         now = time.monotonic()
@@ -82,6 +90,7 @@ class NodeStats:
                 "stamp_jumps_back": self.stamp_jumps_back,
                 "stamps_in_future": self.stamps_in_future,
                 "bad_inputs": dict(self.bad_inputs),
+                "internal_errors_in": dict(self.internal_errors_in),
                 "recent_outcomes": dict(Counter(kind for t, kind in self._outcomes if now - t <= self._recent_s)),
                 "seconds_since_last_image": None if self.last_image_time is None else now - self.last_image_time,
                 "seconds_since_last_scene": None if since_scene is None else now - since_scene,
@@ -154,11 +163,14 @@ def status_message(name: str, hardware_id: str, level: bytes, message: str, valu
 
 
 def flatten(snapshot: dict) -> dict:
-    """Snapshot with the bad-input counter spread into bad_input.<kind> keys."""
-    flat = {k: v for k, v in snapshot.items() if k not in ("bad_inputs", "recent_outcomes")}
+    """Snapshot with the bad-input counter spread into bad_input.<kind> keys and the
+    internal errors into internal_error_in.<where> keys."""
+    flat = {k: v for k, v in snapshot.items() if k not in ("bad_inputs", "recent_outcomes", "internal_errors_in")}
     flat["bad_inputs_total"] = sum(snapshot["bad_inputs"].values())
     for kind, count in sorted(snapshot["bad_inputs"].items()):
         flat[f"bad_input.{kind}"] = count
+    for where, count in sorted(snapshot.get("internal_errors_in", {}).items()):
+        flat[f"internal_error_in.{where.replace(' ', '_')}"] = count
     return flat
 
 

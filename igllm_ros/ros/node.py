@@ -451,7 +451,12 @@ class IgllmNode(LifecycleNode):
         self._warn_throttled(kind, f"{text} [bad input '{kind}', {count} so far]")
 
     def _report_internal_error(self, where: str, text: str) -> None:
-        self._bad_input("internal_error", f"{where} failed:\n{text}")
+        # Counted and throttled per place, so a fault in the diagnostics timer or the
+        # service is logged even while every frame fails.
+        self.stats.internal_error(where)
+        count = self.stats.internal_errors_in[where]
+        self._warn_throttled(f"internal_error:{where}",
+                             f"{where} failed:\n{text} [bad input 'internal_error', {count} so far in {where}]")
 
     def _warn_throttled(self, key: str, text: str) -> None:
         now = time.monotonic()
