@@ -53,19 +53,17 @@ class NodeStats:
         with self._lock:
             self.streaming_since = time.monotonic()
 
-    def bad_input(self, kind: str) -> None:
+    def bad_input(self, kind: str, where: str | None = None) -> None:
+        """A refused or failed input; `where` names the place of an internal_error (a frame,
+        the service, a timer, a transition), counted in the same snapshot-consistent step
+        so a fault outside the frames is seen."""
         now = time.monotonic()
         with self._lock:
             self.bad_inputs[kind] += 1
+            if where is not None:
+                self.internal_errors_in[where] += 1
             self._outcomes.append((now, kind))
             self._trim(now)
-
-    def internal_error(self, where: str) -> None:
-        """An internal_error (counted as a bad input) that happened in `where`: a frame, the
-        service, a timer, a transition. Kept apart so a fault outside the frames is seen."""
-        with self._lock:
-            self.internal_errors_in[where] += 1
-        self.bad_input("internal_error")
 
     def scene_published(self, latency_ms: float | None, inference_ms: float) -> None:
         """latency_ms None: the image's stamp could not be trusted, so it says nothing."""
@@ -169,7 +167,7 @@ def flatten(snapshot: dict) -> dict:
     flat["bad_inputs_total"] = sum(snapshot["bad_inputs"].values())
     for kind, count in sorted(snapshot["bad_inputs"].items()):
         flat[f"bad_input.{kind}"] = count
-    for where, count in sorted(snapshot.get("internal_errors_in", {}).items()):
+    for where, count in sorted(snapshot["internal_errors_in"].items()):
         flat[f"internal_error_in.{where.replace(' ', '_')}"] = count
     return flat
 

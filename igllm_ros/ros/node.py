@@ -453,7 +453,7 @@ class IgllmNode(LifecycleNode):
     def _report_internal_error(self, where: str, text: str) -> None:
         # Counted and throttled per place, so a fault in the diagnostics timer or the
         # service is logged even while every frame fails.
-        self.stats.internal_error(where)
+        self.stats.bad_input("internal_error", where)
         count = self.stats.internal_errors_in[where]
         self._warn_throttled(f"internal_error:{where}",
                              f"{where} failed:\n{text} [bad input 'internal_error', {count} so far in {where}]")
