@@ -97,3 +97,35 @@ def test_feature_union_lines_each_gray_view_up_with_its_colour_view(two_folders,
         expected = _features(model, [grayscale(image) if s.colour_masked else image])[0]
         diff = np.abs(s.features.astype(np.float32) - expected.astype(np.float32))
         assert diff.max() <= 2e-2 + 2e-3 * np.abs(expected).max(), diff.max()  # fp16 of batched vs single-image convs
+
+
+def test_a_cycles_images_reshaped_view_is_drawn_by_moderngl_without_blender(monkeypatch):
+    """The reshape view re-renders the scene: for a Cycles record that is moderngl (the
+    nominal look), never a second Blender render per image (~1 s each on this CPU)."""
+
+    from igllm_ros.data import records
+    from igllm_ros.data.render import SceneRenderer
+    from igllm_ros.data.sampling import sample_scene_with_labels
+    from igllm_ros.model import views
+
+    def no_blender(*_args, **_kwargs):
+        raise AssertionError("the reshaped view asked for the Cycles renderer")
+
+    monkeypatch.setattr(records, "cycles_renderer", no_blender)
+    with SceneRenderer(160, 120) as renderer:
+        spec, mask, _ = sample_scene_with_labels(np.random.default_rng(3), "train_cycles", 160, 120, renderer)
+        record = records.make_record(spec, mask, index=0, seed=3)
+        assert record["renderer"] == "cycles"
+        with pytest.raises(AssertionError, match="Cycles renderer"):
+            records.render_spec(spec, renderer)  # the split's own RGB renderer is Blender's
+
+        class OneRecord:  # the part of SceneDataset that the reshape view reads
+            def record(self, i):
+                return record
+
+        reshaped = views.view_images("reshape", OneRecord())(0)
+        expected_scene = views.view_scene("reshape", records.spec_from_record(record).scene, 0)
+        expected = renderer.render_rgb(expected_scene, spec.lighting, spec.look)
+    assert reshaped.shape == (120, 160, 3) and spec.look is None
+    assert np.array_equal(reshaped, expected)  # nominal look: no sensor effects on top
+    assert [o.shape for o in expected_scene.objects] != [o.shape for o in spec.scene.objects] or expected_scene != spec.scene

@@ -36,9 +36,10 @@ def make_sample(split: str, seed: int, index: int, renderer) -> tuple[np.ndarray
     return render_spec(spec, renderer), make_record(spec, mask, index=index, seed=seed)
 
 
-def render_spec(spec: SceneSpec, renderer) -> np.ndarray:
-    """The sample's RGB image: by the split's RGB renderer, with the look's sensor effects."""
-    if split_rule(spec.split).renderer == "cycles":
+def render_spec(spec: SceneSpec, renderer, rgb_renderer: str | None = None) -> np.ndarray:
+    """The sample's RGB image: by the split's RGB renderer (or `rgb_renderer`: "moderngl"
+    draws a Cycles split's scene with `renderer` instead), with the look's sensor effects."""
+    if (rgb_renderer or split_rule(spec.split).renderer) == "cycles":
         return cycles_renderer(spec.width, spec.height).render_rgb(spec.scene)
     return apply_sensor(renderer.render_rgb(spec.scene, spec.lighting, spec.look), spec.look)
 

@@ -9,7 +9,7 @@ label ever names an unseen shape-colour pair:
 | colour | as rendered | nothing | |
 | gray | its BT.601 luma | colour | model.gray_fraction |
 | recolour | every object in a random colour of its own | colour | model.recolour_fraction |
-| reshape | the scene re-rendered with every object in a random shape | shape | model.reshape_fraction |
+| reshape | the scene re-rendered (moderngl) with every object in a random shape | shape | model.reshape_fraction |
 
 Recolouring needs the instance masks and reshaping the renderer: both re-render the
 scene (masks only, or the whole image with the record's lights, look and sensor), so
@@ -102,7 +102,9 @@ def view_images(view: str, dataset):
     def reshaped(i: int) -> np.ndarray:
         spec = spec_from_record(dataset.record(i))
         spec = dataclasses.replace(spec, scene=view_scene("reshape", spec.scene, i))
-        return render_spec(spec, renderer(spec.width, spec.height))
+        # moderngl draws every reshaped view, a Cycles image's too (its look is then the
+        # nominal one): the view is there to mask shape, and Cycles would cost ~1 s an image
+        return render_spec(spec, renderer(spec.width, spec.height), rgb_renderer="moderngl")
 
     reshaped.release = release
     return reshaped
