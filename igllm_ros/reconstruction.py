@@ -21,8 +21,8 @@ CARD_JSON = "card.json"
 
 # The shipped models (relative to the repository root or the package's share directory).
 # config/igllm.yaml, the launch files and the Makefile name the same default.
-DEFAULT_MODEL = "models/igllm-lite0-fresh2"
-PREVIOUS_MODEL = "models/igllm-lite0-fresh"  # the default before it, kept for one release
+DEFAULT_MODEL = "models/igllm-lite0-cycles"
+PREVIOUS_MODEL = "models/igllm-lite0-fresh2"  # the default before it, kept for one release
 
 
 class ModelLoadError(Exception):
