@@ -1,7 +1,7 @@
 # igllm_ros: every target sets the environment up first (idempotent, seconds when done).
 SHELL := /bin/bash
 ENV := source scripts/env.sh &&
-MODEL ?= models/igllm-lite0-cycles
+MODEL ?= models/igllm-lite0-cycles2
 FRAMES ?= 20
 
 .PHONY: setup test demo bench bench-data bench-model bench-node bench-reliability bench-accuracy data train clean

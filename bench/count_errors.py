@@ -1,7 +1,7 @@
 """Where a model's count errors come from: missed objects by visible area, extra
 predictions by confidence, and what a confidence cut-off would do to exact count.
 
-    python bench/count_errors.py [--model models/igllm-lite0-cycles] [--splits val_id val_visual ...]
+    python bench/count_errors.py [--model models/igllm-lite0-cycles2] [--splits val_id val_visual ...]
         [--count 300] [--seed 1000] [--cutoffs 0 0.2 0.3 0.5]
 
 Each split's scenes are rendered from the stream (seed --seed, 320x240) and decoded once;

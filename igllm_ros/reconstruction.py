@@ -21,7 +21,7 @@ CARD_JSON = "card.json"
 
 # The shipped models (relative to the repository root or the package's share directory).
 # config/igllm.yaml, the launch files and the Makefile name the same default.
-DEFAULT_MODEL = "models/igllm-lite0-cycles"
+DEFAULT_MODEL = "models/igllm-lite0-cycles2"
 PREVIOUS_MODEL = "models/igllm-lite0-fresh2"  # the default before it, kept for one release
 
 

@@ -17,7 +17,7 @@ def generate_launch_description():
     share = FindPackageShare("igllm_ros")
     return LaunchDescription(
         [
-            DeclareLaunchArgument("model", default_value="models/igllm-lite0-cycles", description="model directory"),
+            DeclareLaunchArgument("model", default_value="models/igllm-lite0-cycles2", description="model directory"),
             DeclareLaunchArgument("device", default_value="auto", description="auto, cpu or cuda"),
             IncludeLaunchDescription(
                 PythonLaunchDescriptionSource(PathJoinSubstitution([share, "launch", "igllm.launch.py"])),

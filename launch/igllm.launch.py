@@ -23,7 +23,7 @@ def generate_launch_description():
     camera_info = LaunchConfiguration("camera_info")
     arguments = [
         DeclareLaunchArgument("namespace", default_value="", description="namespace of the node (and simulator)"),
-        DeclareLaunchArgument("model", default_value="models/igllm-lite0-cycles",
+        DeclareLaunchArgument("model", default_value="models/igllm-lite0-cycles2",
                               description="model directory; relative paths are also tried in the package share"),
         DeclareLaunchArgument("params_file", default_value=PathJoinSubstitution([share, "config", "igllm.yaml"]),
                               description="node parameters (YAML)"),

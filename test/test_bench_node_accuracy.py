@@ -57,7 +57,7 @@ def test_default_models_are_the_shipped_default_and_the_previous_one_if_present(
     from igllm_ros.reconstruction import DEFAULT_MODEL, PREVIOUS_MODEL
 
     models = bench.default_models()
-    assert models[0] == DEFAULT_MODEL == "models/igllm-lite0-cycles"
+    assert models[0] == DEFAULT_MODEL == "models/igllm-lite0-cycles2"
     assert models[1:] == ([PREVIOUS_MODEL] if (ROOT / PREVIOUS_MODEL).is_dir() else [])
     assert bench.model_label(ROOT / "models/compare/igllm-tiny-float") == "compare/igllm-tiny-float"
 

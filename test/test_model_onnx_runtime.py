@@ -24,7 +24,7 @@ pytest.importorskip("onnxruntime", reason="onnxruntime is a project dependency (
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
 # The shipped default (tokens at stride 32: 8 x 6) and the stride-16 option (16 x 12 tokens).
-SHIPPED = {"igllm-lite0-cycles": (8, 6), "igllm-lite0-s16": (16, 12)}
+SHIPPED = {"igllm-lite0-cycles2": (8, 6), "igllm-lite0-s16": (16, 12)}
 
 
 @pytest.fixture(scope="module", params=sorted(SHIPPED))

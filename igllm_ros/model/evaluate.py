@@ -1,7 +1,7 @@
 """igllm-eval: the paper's metrics for a model on one split, as a table, JSON and pictures.
 
-    igllm-eval --model models/igllm-lite0-cycles --data data/val_id [--count N] [--out DIR]
-    igllm-eval --model models/igllm-lite0-cycles --data generator:val_cogent_b --count 200
+    igllm-eval --model models/igllm-lite0-cycles2 --data data/val_id [--count N] [--out DIR]
+    igllm-eval --model models/igllm-lite0-cycles2 --data generator:val_cogent_b --count 200
 
 Works for every model kind igllm_ros.model_kinds.load reads (IG-LLM and the baseline).
 Writes DIR/metrics.json and DIR/grid.png: inputs beside re-rendered reconstructions for
@@ -153,7 +153,7 @@ def render_grid(samples, evaluation: Evaluation, path: Path, per_side: int = 4, 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="igllm-eval", description="Evaluate a model on one split: the paper's table, metrics.json, a grid PNG.")
-    p.add_argument("--model", required=True, help="model directory (e.g. models/igllm-lite0-cycles)")
+    p.add_argument("--model", required=True, help="model directory (e.g. models/igllm-lite0-cycles2)")
     p.add_argument("--data", required=True, help="dataset directory (data/val_id) or generator:SPLIT (fresh renders)")
     p.add_argument("--count", type=int, default=None, help="evaluate the first N scenes (generator default: 200)")
     p.add_argument("--seed", type=int, default=0, help="generator seed (generator:SPLIT only)")

@@ -1,6 +1,6 @@
 """The demo: camera simulator + igllm_node as separate processes, scenes next to the truth.
 
-    python -m igllm_ros.ros.demo --model models/igllm-lite0-cycles --frames 20 --out out/demo
+    python -m igllm_ros.ros.demo --model models/igllm-lite0-cycles2 --frames 20 --out out/demo
 
 Starts igllm_camera_sim (freshly generated scenes) and igllm_node over DDS, prints every
 reconstructed scene beside its ground truth with running metrics, saves the debug images

@@ -37,7 +37,7 @@ def resolve_model_path(path: str) -> Path:
     """The model directory: as given (absolute or from the working directory), else from the
     package's share (the source tree, or the install where CMake puts models/)."""
     if not path:
-        raise ModelUnavailable("model_path is empty; set it to a model directory (e.g. models/igllm-lite0-cycles)")
+        raise ModelUnavailable("model_path is empty; set it to a model directory (e.g. models/igllm-lite0-cycles2)")
     candidate = Path(path).expanduser()
     if candidate.exists():
         return candidate
