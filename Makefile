@@ -32,6 +32,11 @@ bench-reliability: setup
 bench-accuracy: setup
 	@$(ENV) python bench/bench_accuracy.py
 
+.PHONY: bench-domain-loss
+# The training objective on each split's images (no gradient): a domain gap on few scenes.
+bench-domain-loss: setup
+	@$(ENV) python bench/bench_domain_loss.py
+
 .PHONY: bench-node-accuracy
 # The same metrics through igllm_node over DDS, this script an outside client (data/<split>, rendered when missing).
 bench-node-accuracy: setup
