@@ -1,7 +1,7 @@
 """Accuracy benchmark: every shipped model on every validation split, in one table.
 
     python bench/bench_accuracy.py [--count 100] [--models char float baseline previous default]
-        [--splits val_id val_cogent_b val_param val_visual val_camera val_cycles] [--seed 1000]
+        [--splits val_id val_cogent_b val_param val_visual val_camera val_cycles val_eevee] [--seed 1000]
         [--data data/] [--threads 1] [--out out/bench_accuracy] [--markdown FILE]
 
 Reproduces the paper's comparison (Kulits et al. 2024, tables 1-3) on this package's
@@ -10,7 +10,7 @@ the DETR-style baseline, the previous default and the shipped default. Each spli
 scenes are rendered once at the camera's 320x240 (generator:SPLIT, --seed) and every model
 reads the same images, resized to its own input size as the node does. A split whose
 dataset folder exists under --data with enough images is read from there instead
-(val_cycles: Blender Cycles costs seconds per image, so render it once with
+(val_cycles and val_eevee: Blender costs seconds per image, so render them once with
 `igllm-data generate --split val_cycles --count 100 --seed 1000 --out data/`). Metrics come from igllm_ros.model.evaluate (run_evaluation) and
 are shown with igllm_ros.metrics (TABLE_ROWS, format_value), decoding is batched on the CPU in float32. Prints one table (rows: model per
 split) under a header with each model's training budget, writes OUT/results.json and,
@@ -33,7 +33,7 @@ from igllm_ros.metrics import TABLE_ROWS, format_value  # noqa: E402
 from igllm_ros.reconstruction import CARD_FILE, CARD_JSON, CONFIG_FILE, DEFAULT_MODEL, PREVIOUS_MODEL  # noqa: E402
 from igllm_ros.strict_json import json_ready  # noqa: E402
 
-SPLITS = ("val_id", "val_cogent_b", "val_param", "val_visual", "val_camera", "val_cycles")
+SPLITS = ("val_id", "val_cogent_b", "val_param", "val_visual", "val_camera", "val_cycles", "val_eevee")
 IMAGE_SIZE = (320, 240)  # the simulated camera's, world.IMAGE_WIDTH x IMAGE_HEIGHT
 
 # key -> (row label, checkpoint directory relative to the repository root), in table order.

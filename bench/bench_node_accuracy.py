@@ -1,7 +1,7 @@
 """Accuracy through igllm_node over DDS: the same metrics as bench_accuracy, as a robot meets the model.
 
     python bench/bench_node_accuracy.py [--models models/igllm-tiny-float models/compare/...]
-        [--splits val_id val_cogent_b val_param val_visual val_camera val_cycles] [--data data/]
+        [--splits val_id val_cogent_b val_param val_visual val_camera val_cycles val_eevee] [--data data/]
         [--count 100] [--render-cycles] [--timeout 30] [--out out/bench_node_accuracy] [--markdown FILE]
 
 For each model directory, igllm_node runs as a separate process (igllm_ros.ros.processes)
@@ -18,8 +18,8 @@ latencies are the node's own (the Scene message's timing fields).
 
 Splits are read from dataset folders `DATA/<split>/` (`igllm-data generate --split S
 --count N --out DATA`); a missing or short folder is rendered first (moderngl), except
-val_cycles (Blender Cycles, slow), which is rendered only with --render-cycles and else
-skipped when absent. Prints one table (rows: split x model), writes OUT/results.json and,
+val_cycles and val_eevee (Blender, seconds per image), which are rendered only with
+--render-cycles and else skipped when absent. Prints one table (rows: split x model), writes OUT/results.json and,
 with --markdown, the table as markdown.
 """
 from __future__ import annotations
@@ -47,8 +47,8 @@ from igllm_ros.reconstruction import CONFIG_FILE, DEFAULT_MODEL  # noqa: E402
 from igllm_ros.reconstruction import PREVIOUS_MODEL as PREVIOUS_DEFAULT  # noqa: E402  (benchmarked too when present)
 from igllm_ros.strict_json import json_ready  # noqa: E402
 
-SPLITS = ("val_id", "val_cogent_b", "val_param", "val_visual", "val_camera", "val_cycles")
-CYCLES_SPLIT = "val_cycles"
+SPLITS = ("val_id", "val_cogent_b", "val_param", "val_visual", "val_camera", "val_cycles", "val_eevee")
+BLENDER_SPLITS = ("val_cycles", "val_eevee")  # rendered by Blender (Cycles, EEVEE): seconds per image
 DATA_SEED, DATA_WIDTH, DATA_HEIGHT = 0, 320, 240  # igllm-data generate's defaults
 NODE_PARAMS = {"device": "cpu", "dtype": "float32", "torch_threads": 1, "publish_debug_image": False}
 FRAME_ID = "camera_optical_frame"
@@ -115,7 +115,7 @@ def resolve_models(names: list[str]) -> list[ModelEntry]:
 # ----------------------------------------------------------------------------- data
 def split_dataset(data: Path, split: str, count: int, render_cycles: bool, workers: int) -> SceneDataset | None:
     """DATA/<split> with at least `count` samples (rendered or extended first when needed),
-    or None when the split is skipped (val_cycles without --render-cycles; a message says so)."""
+    or None when the split is skipped (a Blender split without --render-cycles; a message says so)."""
     folder = data / split
     try:
         dataset = SceneDataset(folder)
@@ -123,12 +123,12 @@ def split_dataset(data: Path, split: str, count: int, render_cycles: bool, worke
             return dataset
     except DatasetError:
         dataset = None
-    if split == CYCLES_SPLIT and not render_cycles:
+    if split in BLENDER_SPLITS and not render_cycles:
         if dataset is not None:
             print(f"{split}: {folder} holds {len(dataset)} of {count} samples; using those "
-                  "(--render-cycles renders the rest with Blender Cycles, slow)", flush=True)
+                  "(--render-cycles renders the rest with Blender, slow)", flush=True)
             return dataset
-        print(f"{split}: skipped, no dataset at {folder} (rendering it takes Blender Cycles, slow: pass "
+        print(f"{split}: skipped, no dataset at {folder} (rendering it takes Blender, slow: pass "
               f"--render-cycles, or run `igllm-data generate --split {split} --count {count} --out {data}`)", flush=True)
         return None
     return render_split(data, split, count, workers)
@@ -391,7 +391,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--splits", nargs="+", default=list(SPLITS), choices=SPLITS)
     p.add_argument("--data", type=Path, default=ROOT / "data", help="folder of the split folders (default data/)")
     p.add_argument("--count", type=int, default=100, help="images per split (default 100)")
-    p.add_argument("--render-cycles", action="store_true", help=f"render {CYCLES_SPLIT} with Blender Cycles when absent")
+    p.add_argument("--render-cycles", action="store_true", help=f"render {' and '.join(BLENDER_SPLITS)} with Blender when absent")
     p.add_argument("--workers", type=int, default=1, help="rendering processes for missing splits (default 1)")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds per image before it counts as lost")
     p.add_argument("--resend", type=float, default=5.0, help="send an unanswered image again after this many seconds")

@@ -1,5 +1,5 @@
 """The Blender Cycles renderer: same camera and pixels as the moderngl renderer (instance
-masks agree), CLEVR's colour convention, clean errors. Renders for real in .venv-cycles,
+masks agree), CLEVR's colour convention, clean errors; and its EEVEE twin (val_eevee). Renders for real in .venv-cycles,
 which ensure_environment() creates on first use (~1.5 min, a ~520 MB download); the tests
 skip only when that environment cannot be created on this machine (or IGLLM_CYCLES_AUTO_SETUP=0
 forbids creating it). docs/cycles.md has the figures these thresholds sit under."""
@@ -155,6 +155,24 @@ def test_red_rubber_renders_red_in_clevr_linear_convention(cycles_env):
     assert 0.35 < green / red < 0.65, (red, green, blue)
     floor = np.median(rgb[mask == -1].astype(float), axis=0)
     assert np.ptp(floor) < 20 and 60 < floor.mean() < 200, floor  # a grey floor, neither black nor white
+
+
+def test_eevee_draws_the_same_scene_and_pixels_another_way(cycles_env):
+    """val_eevee's renderer: EEVEE rasterizes the Cycles stage. The objects land on the same
+    pixels (the mask pass is Cycles' either way), keep their colour, and the image is not
+    Cycles' image: a second look, not a copy."""
+    scene = Scene(objects=(_obj("cube", "red", rotation=10.0), _obj("sphere", "cyan", "metal", x=0.08, y=-0.05)))
+    with cycles.CyclesRenderer(96, 72, samples=8) as path_traced, cycles.CyclesRenderer(96, 72, engine="eevee") as raster:
+        cycles_rgb, eevee_rgb = path_traced.render_rgb(scene), raster.render_rgb(scene)
+        mask = raster.render_mask(scene)
+        assert np.array_equal(mask, path_traced.render_mask(scene))
+        assert raster._worker is not path_traced._worker  # one Blender process per engine
+    assert eevee_rgb.shape == (72, 96, 3) and eevee_rgb.dtype == np.uint8
+    red, green, blue = np.median(eevee_rgb[mask == 0].astype(float), axis=0)
+    assert red > 1.3 * green and red > 1.3 * blue, (red, green, blue)
+    assert np.abs(eevee_rgb.astype(int) - cycles_rgb.astype(int)).mean() > 3.0
+    with pytest.raises(ValueError, match="engine"):
+        cycles.CyclesRenderer(96, 72, engine="workbench")
 
 
 def test_the_environment_counts_as_ready_only_with_the_current_stamp(tmp_path, monkeypatch):

@@ -110,7 +110,7 @@ def test_a_cycles_images_reshaped_view_is_drawn_by_moderngl_without_blender(monk
     def no_blender(*_args, **_kwargs):
         raise AssertionError("the reshaped view asked for the Cycles renderer")
 
-    monkeypatch.setattr(records, "cycles_renderer", no_blender)
+    monkeypatch.setattr(records, "blender_renderer", no_blender)
     with SceneRenderer(160, 120) as renderer:
         spec, mask, _ = sample_scene_with_labels(np.random.default_rng(3), "train_cycles", 160, 120, renderer)
         record = records.make_record(spec, mask, index=0, seed=3)

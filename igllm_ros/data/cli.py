@@ -24,8 +24,9 @@ DEFAULT_COUNTS = {
     "val_camera": 500,
     "val_cycles": 300,
     "train_cycles": 2000,
+    "val_eevee": 300,
 }
-# `--split all`: every split the moderngl renderer draws; the Cycles splits (seconds per image) on their own
+# `--split all`: every split the moderngl renderer draws; the Blender splits (seconds per image) on their own
 ALL_SPLITS = tuple(s for s in SPLITS if split_rule(s).renderer == "moderngl")
 DEFAULT_SEED = 0
 

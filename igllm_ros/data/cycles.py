@@ -8,7 +8,7 @@ imports igllm_ros. Camera pose, intrinsics and pixel convention are this package
 same Scene renders to the same pixels as igllm_ros.data.render; test_data_cycles checks
 the instance masks agree).
 
-    r = CyclesRenderer(320, 240)
+    r = CyclesRenderer(320, 240)  # engine="eevee": Blender's rasterizer draws the RGB instead
     rgb = r.render_rgb(scene)    # (H, W, 3) uint8
     mask = r.render_mask(scene)  # (H, W) int16: -1 background, i = index into scene.objects
     r.release()
@@ -40,6 +40,7 @@ RENDER_TIMEOUT_S = 600.0
 LOG_LIMIT_BYTES = 1 << 20
 MAX_MASK_OBJECTS = 254  # the mask pass writes index + 1 into an 8-bit grey PNG
 DEFAULT_SAMPLES = 16  # + OpenImageDenoise: 0.38 to 0.49/255 mean from 128 samples (docs/cycles.md)
+ENGINES = {"cycles": "CYCLES", "eevee": "EEVEE"}  # what draws the RGB image -> the worker's --engine
 
 
 class CyclesUnavailable(RuntimeError):
@@ -136,7 +137,7 @@ def scene_description(scene: Scene, width: int, height: int, light_jitter_seed: 
 class _Worker:
     """One Blender process: JSON requests on its stdin, replies on a pipe of their own."""
 
-    def __init__(self, python: Path, threads: int, device: str = "CPU"):
+    def __init__(self, python: Path, threads: int, device: str = "CPU", engine: str = "cycles"):
         self.tmp = tempfile.TemporaryDirectory(prefix="igllm-cycles-")
         self.log_path = Path(self.tmp.name) / "worker.log"
         read_fd, write_fd = os.pipe()
@@ -144,7 +145,8 @@ class _Worker:
             self.process = subprocess.Popen(
                 # -I: not the script's folder on sys.path, where our cycles.py would shadow
                 # Blender's own "cycles" add-on; nor PYTHONPATH or the user's site-packages.
-                [str(python), "-I", str(WORKER), "--reply-fd", str(write_fd), "--threads", str(threads), "--device", device],
+                [str(python), "-I", str(WORKER), "--reply-fd", str(write_fd), "--threads", str(threads), "--device", device,
+                 "--engine", ENGINES[engine]],
                 stdin=subprocess.PIPE,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -154,6 +156,7 @@ class _Worker:
         os.close(write_fd)
         self._replies = os.fdopen(read_fd, "r")
         self.users = 0
+        self.engine = engine
         self.owner_pid = os.getpid()  # a forked child must not talk to its parent's worker
         try:
             ready = self._read_reply(STARTUP_TIMEOUT_S, "starting")
@@ -223,15 +226,15 @@ class _Worker:
         self.tmp.cleanup()
 
 
-_shared: dict[str, _Worker] = {}  # per device, one worker per process: renderers of any size share it
+_shared: dict[tuple[str, str], _Worker] = {}  # per (device, engine), one worker per process: renderers of any size share it
 
 
-def _acquire_worker(threads: int, device: str) -> _Worker:
-    worker = _shared.get(device)
+def _acquire_worker(threads: int, device: str, engine: str) -> _Worker:
+    worker = _shared.get((device, engine))
     if worker is None or not worker.alive():
         if worker is not None:
             worker.stop()  # a dead one's pipes; nothing if it is a forked parent's
-        worker = _shared[device] = _Worker(ensure_environment(), threads, device)
+        worker = _shared[(device, engine)] = _Worker(ensure_environment(), threads, device, engine)
     worker.users += 1
     return worker
 
@@ -240,8 +243,9 @@ def _release_worker(worker: _Worker) -> None:
     worker.users -= 1
     if worker.users <= 0:
         worker.stop()
-        if _shared.get(worker.device) is worker:
-            del _shared[worker.device]
+        key = next((k for k, w in _shared.items() if w is worker), None)
+        if key is not None:
+            del _shared[key]
 
 
 class CyclesRenderer:
@@ -252,25 +256,29 @@ class CyclesRenderer:
     device: "CPU", or "GPU" for the first of OptiX, CUDA, HIP, oneAPI with a device
         (CyclesUnavailable if none). Only the CPU path is tested on this project's machines.
     private_worker: a Blender process of its own instead of the one renderers share.
+    engine: "cycles" (path tracing, CLEVR's look) or "eevee" (Blender's rasterizer with the
+        same stage: the held-out renderer of val_eevee; `samples` and `denoise` are Cycles').
     """
 
     def __init__(self, width: int = world.IMAGE_WIDTH, height: int = world.IMAGE_HEIGHT,
                  samples: int = DEFAULT_SAMPLES, denoise: bool = True, threads: int | None = None,
-                 device: str = "CPU", private_worker: bool = False):
+                 device: str = "CPU", private_worker: bool = False, engine: str = "cycles"):
         if int(width) <= 0 or int(height) <= 0:
             raise ValueError(f"image size must be positive, got {width}x{height}")
         if int(samples) <= 0:
             raise ValueError(f"samples must be positive, got {samples}")
         if device not in ("CPU", "GPU"):
             raise ValueError(f"device must be 'CPU' or 'GPU', got {device!r}")
+        if engine not in ENGINES:
+            raise ValueError(f"engine must be one of {sorted(ENGINES)}, got {engine!r}")
         self.width, self.height = int(width), int(height)
         self.samples, self.denoise = int(samples), bool(denoise)
         threads = threads or os.cpu_count() or 1
         if private_worker:
-            self._worker = _Worker(ensure_environment(), threads, device)
+            self._worker = _Worker(ensure_environment(), threads, device, engine)
             self._worker.users = 1
         else:
-            self._worker = _acquire_worker(threads, device)
+            self._worker = _acquire_worker(threads, device, engine)
         self.last_seconds = 0.0  # the worker's time for the latest render (Cycles itself)
 
     @property

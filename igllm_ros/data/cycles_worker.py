@@ -6,6 +6,9 @@ It imports only bpy, mathutils, bmesh and the standard library: never igllm_ros,
 dependencies need numpy 2. Requests are JSON lines on stdin; each gets one JSON line on
 file descriptor N (Blender prints its own chatter to stdout, which the client logs).
 
+`--engine EEVEE` draws the RGB image with Blender's rasterizer EEVEE instead (the same
+stage; the mask pass stays Cycles'): the held-out renderer of val_eevee.
+
 A request: {"cmd": "render", "kind": "rgb" | "mask", "out": "/path.png", "scene": {...}}
 where the scene is what cycles.scene_description makes: width, height, intrinsics, the
 camera pose and the objects (shape, dimensions, material, rgb, location, yaw). The reply
@@ -54,6 +57,8 @@ FLOOR_HALF_EXTENT_M = 12.0  # the whole view below the horizon is floor
 RUBBER = {"Metallic": 0.0, "Roughness": 0.7, "IOR": 1.25}
 METAL = {"Metallic": 1.0, "Roughness": 0.2, "IOR": 2.5}
 CUBE_BEVEL = 0.04  # fraction of the edge: CLEVR's cubes have rounded edges
+EEVEE = "EEVEE"
+EEVEE_SAMPLES = 8  # EEVEE's anti-aliasing / soft-shadow samples (Cycles' `samples` does not apply to it)
 SEGMENTS = 64  # spheres and cylinders: outline within 0.05 px of the true one at 320x240
 
 
@@ -140,11 +145,14 @@ class Stage:
     Each render replaces only the objects and moves the camera (and lamps, if jittered).
     """
 
-    def __init__(self, threads: int, device: str = "CPU"):
+    def __init__(self, threads: int, device: str = "CPU", engine: str = "CYCLES"):
         bpy.ops.wm.read_factory_settings(use_empty=True)
         self.scene = bpy.context.scene
+        self.engine = engine
         self.scene.render.engine = "CYCLES"
         self._render_settings(threads)
+        if engine == EEVEE:
+            self._eevee_settings()
         self.device = use_gpu() if device == "GPU" else "CPU"
         self.meshes = build_meshes()
         self.materials = {}
@@ -180,6 +188,16 @@ class Stage:
         cycles.use_light_tree = False
         vs = self.scene.view_settings
         vs.look, vs.exposure, vs.gamma = "None", EXPOSURE_STOPS, 1.0
+
+    def _eevee_settings(self) -> None:
+        # EEVEE rasterizes (shadow maps, light probes) where Cycles path-traces: the same
+        # stage, lamps and materials drawn by a different algorithm, a renderer no model
+        # trains on. Screen-space ray tracing off and 8 samples: 20 s a 320x240 render on a
+        # loaded 2-core machine, against 36 s with it on and 16 samples, the look alike.
+        eevee = self.scene.eevee
+        eevee.taa_render_samples = EEVEE_SAMPLES
+        eevee.use_shadows = True
+        eevee.use_raytracing = False
 
     def _add_lamp(self, name: str, spec):
         _, power, colour, size = spec
@@ -269,6 +287,7 @@ class Stage:
     def render(self, kind: str, out: str, samples: int, denoise: bool) -> None:
         scene, cycles = self.scene, self.scene.cycles
         if kind == "rgb":
+            scene.render.engine = "BLENDER_EEVEE_NEXT" if self.engine == EEVEE else "CYCLES"
             scene.world = self.worlds["rgb"]
             bpy.context.view_layer.material_override = None
             scene.view_settings.view_transform, scene.view_settings.exposure = "Standard", EXPOSURE_STOPS
@@ -277,6 +296,7 @@ class Stage:
             cycles.pixel_filter_type, cycles.filter_width = "BLACKMAN_HARRIS", 1.5
             cycles.max_bounces = 3
         elif kind == "mask":
+            scene.render.engine = "CYCLES"  # one exact sample at each pixel centre, whatever draws the RGB
             scene.world = self.worlds["mask"]
             bpy.context.view_layer.material_override = self.index_material
             scene.view_settings.view_transform, scene.view_settings.exposure = "Raw", 0.0  # the values as emitted
@@ -308,7 +328,7 @@ def use_gpu() -> str:
     raise RuntimeError("Cycles found no GPU (tried OptiX, CUDA, HIP, oneAPI); use device='CPU'")
 
 
-def serve(reply_fd: int, threads: int, device: str) -> None:
+def serve(reply_fd: int, threads: int, device: str, engine: str = "CYCLES") -> None:
     replies = os.fdopen(reply_fd, "w", buffering=1)
 
     def reply(**fields) -> None:
@@ -316,7 +336,7 @@ def serve(reply_fd: int, threads: int, device: str) -> None:
         replies.flush()
 
     try:
-        stage = Stage(threads, device)
+        stage = Stage(threads, device, engine)
     except Exception as err:  # e.g. no GPU: the client says why it cannot start
         reply(ok=False, error=f"{type(err).__name__}: {err}", trace=traceback.format_exc(limit=4))
         return
@@ -344,8 +364,9 @@ def main() -> None:
     parser.add_argument("--reply-fd", type=int, required=True)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--device", choices=("CPU", "GPU"), default="CPU")
+    parser.add_argument("--engine", choices=("CYCLES", EEVEE), default="CYCLES", help="what draws the RGB image")
     args = parser.parse_args()
-    serve(args.reply_fd, args.threads, args.device)
+    serve(args.reply_fd, args.threads, args.device, args.engine)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from scipy.spatial.transform import Rotation
 from igllm_ros import world
 from igllm_ros.data.lighting import Lighting
 from igllm_ros.data.randomization import Look
-from igllm_ros.data.rgb_renderers import cycles_renderer
+from igllm_ros.data.rgb_renderers import BLENDER_RENDERERS, blender_renderer
 from igllm_ros.data.sampling import SceneSpec, sample_scene_with_labels
 from igllm_ros.data.sensor import apply_sensor
 from igllm_ros.data.splits import split_id, split_rule
@@ -38,9 +38,10 @@ def make_sample(split: str, seed: int, index: int, renderer) -> tuple[np.ndarray
 
 def render_spec(spec: SceneSpec, renderer, rgb_renderer: str | None = None) -> np.ndarray:
     """The sample's RGB image: by the split's RGB renderer (or `rgb_renderer`: "moderngl"
-    draws a Cycles split's scene with `renderer` instead), with the look's sensor effects."""
-    if (rgb_renderer or split_rule(spec.split).renderer) == "cycles":
-        return cycles_renderer(spec.width, spec.height).render_rgb(spec.scene)
+    draws a Blender split's scene with `renderer` instead), with the look's sensor effects."""
+    which = rgb_renderer or split_rule(spec.split).renderer
+    if which in BLENDER_RENDERERS:
+        return blender_renderer(which, spec.width, spec.height).render_rgb(spec.scene)
     return apply_sensor(renderer.render_rgb(spec.scene, spec.lighting, spec.look), spec.look)
 
 

@@ -16,6 +16,9 @@
                    Cycles (CLEVR's look): Cycles renders to mix into training
                    (`data.train: [features:data/train_robust, features:data/train_cycles]`)
                    when a GPU box or time allows; its own seeds, never val_cycles' scenes.
+- val_eevee:       val_id's scenes again (index for index), the RGB image drawn by Blender's
+                   rasterizer EEVEE with the Cycles stage (same lamps, materials, floor):
+                   the renderer no model trains on, since Cycles' look is in training.
 
 New splits go at the end of SPLITS: split_id (mixed into every sample's seed) is the
 position there, so existing seeds keep giving the same samples.
@@ -29,9 +32,12 @@ from dataclasses import dataclass
 
 from igllm_ros import world
 
-SPLITS = ("train", "val_id", "val_cogent_b", "val_param", "val_visual", "train_robust", "val_camera", "val_cycles", "train_cycles")
+SPLITS = (
+    "train", "val_id", "val_cogent_b", "val_param", "val_visual", "train_robust", "val_camera", "val_cycles", "train_cycles",
+    "val_eevee",
+)
 CAMERA_MODES = ("nominal", "robot")  # nominal: world.CAMERA_NOMINAL_POSITION_M jittered; robot: world.ROBOT_CAMERA_*
-RGB_RENDERERS = ("moderngl", "cycles")
+RGB_RENDERERS = ("moderngl", "cycles", "eevee")
 
 # Cube yaw bands in tenths of a degree, half-open [lo, hi). Their union is [-45, 45).
 TRAIN_YAW_BANDS_DECIDEG = ((-450, 0), (300, 450))
@@ -60,6 +66,7 @@ SPLIT_RULES = {
     "val_camera": SplitRule("val_camera", "A", TRAIN_YAW_BANDS_DECIDEG, False, camera="robot"),
     "val_cycles": SplitRule("val_cycles", "A", TRAIN_YAW_BANDS_DECIDEG, False, renderer="cycles", seed_split="val_id"),
     "train_cycles": SplitRule("train_cycles", "A", TRAIN_YAW_BANDS_DECIDEG, False, camera="robot", renderer="cycles"),
+    "val_eevee": SplitRule("val_eevee", "A", TRAIN_YAW_BANDS_DECIDEG, False, renderer="eevee", seed_split="val_id"),
 }
 assert tuple(SPLIT_RULES) == SPLITS
 assert all(r.condition in world.COGENT_COLORS for r in SPLIT_RULES.values())

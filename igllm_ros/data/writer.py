@@ -26,7 +26,7 @@ from igllm_ros.data.dataset import (
 )
 from igllm_ros.data import png
 from igllm_ros.data.records import make_sample
-from igllm_ros.data.rgb_renderers import check_available, release_all
+from igllm_ros.data.rgb_renderers import BLENDER_RENDERERS, check_available, release_all
 from igllm_ros.data.splits import split_rule
 
 PARTS_DIR = "parts"
@@ -166,9 +166,9 @@ def generate(
     from tqdm import tqdm
 
     check_available(split)  # a missing RGB renderer fails before any folder is made
-    cycles = split_rule(split).renderer == "cycles"
+    cycles = split_rule(split).renderer in BLENDER_RENDERERS
     if cycles:
-        workers = 1  # Cycles already uses every core; a second worker would only compete for them
+        workers = 1  # Blender already uses every core; a second worker would only compete for them
     if chunk_size is None:
         chunk_size = CYCLES_CHUNK_SIZE if cycles else CHUNK_SIZE
     if lp_threads is None and workers > 1 and "LP_NUM_THREADS" not in os.environ:
