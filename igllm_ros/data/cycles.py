@@ -156,7 +156,6 @@ class _Worker:
         os.close(write_fd)
         self._replies = os.fdopen(read_fd, "r")
         self.users = 0
-        self.engine = engine
         self.owner_pid = os.getpid()  # a forked child must not talk to its parent's worker
         try:
             ready = self._read_reply(STARTUP_TIMEOUT_S, "starting")
