@@ -2,9 +2,11 @@
 predictions by confidence, and what a confidence cut-off would do to exact count.
 
     python bench/count_errors.py [--model models/igllm-lite0-cycles2] [--splits val_id val_visual ...]
-        [--count 300] [--seed 1000] [--cutoffs 0 0.2 0.3 0.5]
+        [--count 300] [--seed 1000] [--data data/] [--cutoffs 0 0.2 0.3 0.5]
 
-Each split's scenes are rendered from the stream (seed --seed, 320x240) and decoded once;
+Each split's scenes are rendered from the stream (seed --seed, 320x240), or read from
+DATA/<split> when it holds --count images of --seed (bench_accuracy's rule: the Blender
+splits val_cycles and val_eevee cost seconds per image), and decoded once;
 the cut-offs filter the decoded objects afterwards (the node's `confidence_threshold`
 does the same to its outputs). A true object counts as missed when no prediction lies
 within --near metres of it after the Hungarian matching; a prediction as extra when it
@@ -13,7 +15,6 @@ is not matched that close. Figures only: nothing here is tuned on the splits.
 from __future__ import annotations
 
 import argparse
-import itertools
 import sys
 from pathlib import Path
 
@@ -21,6 +22,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from igllm_ros import metrics  # noqa: E402
 from igllm_ros.reconstruction import DEFAULT_MODEL  # noqa: E402
@@ -71,16 +73,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cutoffs", type=float, nargs="+", default=[0.0, 0.2, 0.3, 0.5])
     parser.add_argument("--near", type=float, default=0.1, help="metres: a true object farther than this from every prediction is missed")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--data", type=Path, default=None, help="read DATA/<split>/ when it holds --count images of --seed")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    from igllm_ros.data.stream import generate_samples
+    from bench_accuracy import split_samples
+
     from igllm_ros.model.evaluate import predict
     from igllm_ros.model.loading import load
 
     model = load(args.model)
     print(f"{args.model}: {args.count} scenes per split, seed {args.seed}")
     for split in args.splits:
-        samples = list(itertools.islice(generate_samples(split, args.seed, 320, 240), args.count))
+        samples, _ = split_samples(split, args.seed, args.count, args.data)
         scenes = [r.scene for r in predict(model, [s.image for s in samples], batch_size=16)]
         print("\n".join(report(split, samples, scenes, args.cutoffs, args.near)), flush=True)
     return 0
