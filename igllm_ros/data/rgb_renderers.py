@@ -27,7 +27,7 @@ def _cycles_class():
         module = importlib.import_module(CYCLES_MODULE)
     except ImportError as err:
         raise RendererUnavailable(
-            f"this split renders with Blender, but {CYCLES_MODULE} cannot be imported ({err}); "
+            f"this split renders with Blender (Cycles or EEVEE), but {CYCLES_MODULE} cannot be imported ({err}); "
             "the Blender renderer (igllm_ros/data/cycles.py) is needed for the Blender splits (val_cycles, train_cycles, val_eevee)"
         ) from err
     if not hasattr(module, "CyclesRenderer"):
