@@ -178,7 +178,7 @@ def test_a_flood_of_bad_input_warns_during_and_recovers_after(rig, kind):
                "internal_error": image_msg(WHITE)}[kind]
     if kind == "bad_intrinsics":
         rig.camera.camera_info(fx=1e6)
-    start_values = rig.diagnostics.latest()
+    start_values = rig.diagnostics.fresh(rig.probe)  # not a status from before the frames already sent
     before = rig.diagnostics.count(kind)
     received_before, dropped_before = (int(start_values[k]) for k in ("images_received", "frames_dropped"))
     rss_before = harness.rss_mib(rig.node.pid)[0]

@@ -119,6 +119,13 @@ class DiagnosticsLog:
     def latest(self) -> dict:
         return latest_diagnostics(self.arrays, self.node_name)
 
+    def fresh(self, probe, timeout: float = 10.0) -> dict:
+        """The latest status once two more have arrived: the second was published after this
+        call, so its counts include every frame sent before it (latest() may lag a period)."""
+        asked, known = time.monotonic(), len(self.times)
+        probe.wait_for(lambda: len(self.times) >= known + 2 and self.times[-1] > asked, timeout, "a fresh /diagnostics status")
+        return self.latest()
+
     def since(self, start: float) -> list[dict]:
         from support.harness import diagnostics_values
 
