@@ -228,19 +228,29 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+def load_models(args, prog: str) -> tuple[list[Entry], dict]:
+    """The checked --count/--threads/--batch-size, then --models resolved and loaded on the
+    CPU in float32 with --threads torch threads: (entries, key -> model)."""
     if args.count < 1 or args.threads < 1 or args.batch_size < 1:
-        raise SystemExit("bench_accuracy: --count, --threads and --batch-size must be >= 1")
+        raise SystemExit(f"{prog}: --count, --threads and --batch-size must be >= 1")
     entries = resolve_models(args.models)
 
     import torch
 
     from igllm_ros import model_kinds
-    from igllm_ros.model.evaluate import run_evaluation
 
     torch.set_num_threads(args.threads)
-    models = {e.key: model_kinds.load(e.path, device="cpu", dtype=torch.float32) for e in entries}
+    return entries, {e.key: model_kinds.load(e.path, device="cpu", dtype=torch.float32) for e in entries}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    entries, models = load_models(args, "bench_accuracy")
+
+    import torch
+
+    from igllm_ros.model.evaluate import run_evaluation
+
     print(budget_header(entries, markdown=False), flush=True)
 
     results: dict[str, dict[str, dict]] = {}

@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_accuracy import SPLITS, resolve_models, split_samples  # noqa: E402
+from bench_accuracy import SPLITS, load_models, split_samples  # noqa: E402
 
 from igllm_ros.strict_json import json_ready  # noqa: E402
 
@@ -59,16 +59,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.count < 1 or args.threads < 1 or args.batch_size < 1:
-        raise SystemExit("bench_domain_loss: --count, --threads and --batch-size must be >= 1")
-    entries = resolve_models(args.models)
-
-    import torch
-
-    from igllm_ros import model_kinds
-
-    torch.set_num_threads(args.threads)
-    models = {e.key: model_kinds.load(e.path, device="cpu", dtype=torch.float32) for e in entries}
+    entries, models = load_models(args, "bench_domain_loss")
     results: dict[str, dict[str, dict]] = {}
     started = time.perf_counter()
     for split in args.splits:
