@@ -166,11 +166,11 @@ def generate(
     from tqdm import tqdm
 
     check_available(split)  # a missing RGB renderer fails before any folder is made
-    cycles = split_rule(split).renderer in BLENDER_RENDERERS
-    if cycles:
+    blender = split_rule(split).renderer in BLENDER_RENDERERS
+    if blender:
         workers = 1  # Blender already uses every core; a second worker would only compete for them
     if chunk_size is None:
-        chunk_size = CYCLES_CHUNK_SIZE if cycles else CHUNK_SIZE
+        chunk_size = CYCLES_CHUNK_SIZE if blender else CHUNK_SIZE
     if lp_threads is None and workers > 1 and "LP_NUM_THREADS" not in os.environ:
         lp_threads = 1  # the workers already fill the cores; llvmpipe's own threads would oversubscribe
     folder, meta = prepare_folder(Path(out), split, seed, width, height, count)
