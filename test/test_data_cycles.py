@@ -7,7 +7,10 @@ import numpy as np
 import pytest
 
 from igllm_ros import world
-from igllm_ros.data import cycles
+from igllm_ros.data import cycles, rgb_renderers
+from igllm_ros.data.blender_looks import DEFAULT_BLENDER_RANGES as RANGES
+from igllm_ros.data.blender_looks import BlenderLook, sample_blender_look
+from igllm_ros.data.records import make_sample, render_spec, spec_from_record
 from igllm_ros.data.render import SceneRenderer
 from igllm_ros.data.sampling import sample_scene
 from igllm_ros.scene import Camera, Scene, SceneObject, intrinsics, project
@@ -247,6 +250,81 @@ def test_lamp_jitter_is_deterministic_per_seed_and_moves_the_light(cycles_env):
         assert np.array_equal(nominal, r.render_rgb(scene).astype(int))
     assert np.array_equal(first, again)
     assert np.abs(first - nominal).mean() > 0.5 and np.abs(first - other).mean() > 0.5
+
+
+def test_cycles_looks_are_reproducible_from_the_record_and_change_the_light(cycles_env):
+    """train_cycles_looks: the record re-renders its image exactly, and the look is not CLEVR's stage."""
+    labels = SceneRenderer(160, 120)
+    try:
+        for index in range(8):
+            rgb, record = make_sample("train_cycles_looks", 0, index, labels)
+            spec = spec_from_record(record)
+            if spec.look.key_gain != 1.0:  # a randomized draw, not one of the nominal fraction
+                break
+        again = render_spec(spec, labels)
+        clevr_stage = rgb_renderers.blender_renderer("cycles", 160, 120).render_rgb(
+            spec.scene, light_jitter_seed=spec.look.lamp_jitter_seed)
+    finally:
+        labels.release()
+        rgb_renderers.release_all()
+    assert record["renderer"] == "cycles" and set(record["look"]) == set(BlenderLook().to_dict())
+    assert isinstance(spec.look, BlenderLook) and spec.look.key_gain != 1.0
+    assert np.array_equal(rgb, again)
+    assert np.abs(rgb.astype(int) - clevr_stage.astype(int)).mean() > 2.0
+
+
+def _chromaticity(pixels: np.ndarray) -> np.ndarray:
+    mean = pixels.reshape(-1, 3).astype(float).mean(axis=0)
+    return mean / max(mean.sum(), 1e-9)
+
+
+# The corners of blender_looks' ranges: everything dim, everything bright, and one lamp
+# (the warm key or the blue fill) carrying the scene alone.
+_LO, _HI = RANGES.lamp_gain
+EXTREME_LOOKS = {
+    "darkest": BlenderLook(_LO, _LO, _LO, RANGES.sun_gain[0], RANGES.ambient[0], RANGES.floor_albedo[0], RANGES.exposure_stops[0]),
+    "brightest": BlenderLook(_HI, _HI, _HI, RANGES.sun_gain[1], RANGES.ambient[1], RANGES.floor_albedo[1], RANGES.exposure_stops[1]),
+    "key_only": BlenderLook(_HI, _LO, _LO, RANGES.sun_gain[0], RANGES.ambient[0], 0.33, 1.0),
+    "fill_only": BlenderLook(_LO, _HI, _LO, RANGES.sun_gain[0], RANGES.ambient[0], 0.33, 1.0),
+}
+
+
+@pytest.mark.parametrize("material", ["rubber", "metal"])
+def test_cycles_looks_keep_every_colour_name_at_the_corners_of_their_ranges(cycles_env, material):
+    # One large sphere per colour; at each extreme look, each sphere's chromaticity must be
+    # nearest its own colour's under CLEVR's stage (brightness aside, which exposure and
+    # lamp power change without renaming anything).
+    spheres = tuple(
+        _obj("sphere", colour, material, x=-0.12 + 0.08 * (i % 4), y=-0.07 + 0.14 * (i // 4))
+        for i, colour in enumerate(world.COLORS)
+    )
+    scene = Scene(objects=spheres, camera=Camera(loc=(0.0, -0.45, 0.42)))
+    with cycles.CyclesRenderer(160, 120, samples=8) as r:
+        mask = r.render_mask(scene)
+        inside = [mask == i for i in range(len(spheres))]
+        assert all(m.sum() >= 40 for m in inside), [int(m.sum()) for m in inside]
+        references = [_chromaticity(p) for p in (r.render_rgb(scene)[m] for m in inside)]
+        for name, look in EXTREME_LOOKS.items():
+            rgb = r.render_rgb(scene, look=look)
+            for i, colour in enumerate(world.COLORS):
+                seen = _chromaticity(rgb[inside[i]])
+                nearest = world.COLORS[int(np.argmin([np.linalg.norm(seen - ref) for ref in references]))]
+                assert nearest == colour, (name, colour, nearest)
+
+
+def test_cycles_looks_vary_and_a_fraction_keeps_clevrs_stage():
+    rng = np.random.default_rng(3)
+    looks = [sample_blender_look(rng) for _ in range(400)]
+    nominal = [lk for lk in looks if lk.key_gain == 1.0]
+    assert 0.08 < len(nominal) / len(looks) < 0.25  # RANGES.nominal_fraction 0.15
+    assert all(lk.lamp_jitter_seed is not None for lk in looks)
+    randomized = [lk for lk in looks if lk.key_gain != 1.0]
+    for field, (lo, hi) in (("exposure_stops", RANGES.exposure_stops), ("ambient", RANGES.ambient), ("key_gain", RANGES.lamp_gain)):
+        values = np.array([getattr(lk, field) for lk in randomized])
+        assert values.min() >= lo and values.max() <= hi and np.ptp(values) > 0.7 * (hi - lo), field
+    assert BlenderLook.from_dict(looks[0].to_dict()) == looks[0]
+    with pytest.raises(ValueError, match="unknown blender look fields"):
+        BlenderLook.from_dict({**looks[0].to_dict(), "gamma": 2.2})
 
 
 def test_gpu_either_renders_the_same_masks_or_says_there_is_none(renderer):

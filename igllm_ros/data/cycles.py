@@ -29,6 +29,7 @@ import numpy as np
 from PIL import Image
 
 from igllm_ros import world
+from igllm_ros.data.blender_looks import BlenderLook
 from igllm_ros.scene import Scene, intrinsics
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -102,8 +103,12 @@ def _stderr_fd():
         return None
 
 
-def scene_description(scene: Scene, width: int, height: int, light_jitter_seed: int | None = None) -> dict:
-    """The minimal, JSON-ready scene the worker renders: all geometry comes from here."""
+def scene_description(scene: Scene, width: int, height: int, light_jitter_seed: int | None = None,
+                      look: BlenderLook | None = None) -> dict:
+    """The minimal, JSON-ready scene the worker renders: all geometry comes from here.
+
+    look: the stage's light levels, floor and exposure (None: CLEVR's); its lamp jitter
+    seed, when set, replaces `light_jitter_seed`."""
     if len(scene.objects) > MAX_MASK_OBJECTS:
         raise ValueError(f"{len(scene.objects)} objects: the mask pass encodes at most {MAX_MASK_OBJECTS}")
     k = intrinsics(width, height)
@@ -130,7 +135,8 @@ def scene_description(scene: Scene, width: int, height: int, light_jitter_seed: 
         "intrinsics": [k[0, 0], k[1, 1], k[0, 2], k[1, 2]],
         "camera": {"position": t.tolist(), "table_from_optical": rot.tolist()},
         "objects": objects,
-        "light_jitter_seed": light_jitter_seed,
+        "light_jitter_seed": light_jitter_seed if look is None or look.lamp_jitter_seed is None else look.lamp_jitter_seed,
+        "look": None if look is None else {k: v for k, v in look.to_dict().items() if k != "lamp_jitter_seed"},
     }
 
 
@@ -289,20 +295,21 @@ class CyclesRenderer:
         """What Cycles renders on: "CPU" or the GPU backend ("OPTIX", "CUDA", ...)."""
         return self._worker.device
 
-    def render_rgb(self, scene: Scene, light_jitter_seed: int | None = None) -> np.ndarray:
+    def render_rgb(self, scene: Scene, light_jitter_seed: int | None = None, look: BlenderLook | None = None) -> np.ndarray:
         """(H, W, 3) uint8. light_jitter_seed: None for CLEVR's nominal lamps, else CLEVR's
-        +-1 unit jitter of the key, fill and back lamps, drawn from this seed."""
-        return np.asarray(self._render(scene, "rgb", light_jitter_seed).convert("RGB"), dtype=np.uint8)
+        +-1 unit jitter of the key, fill and back lamps, drawn from this seed. look: a
+        randomized stage (blender_looks.py), None for CLEVR's."""
+        return np.asarray(self._render(scene, "rgb", light_jitter_seed, look).convert("RGB"), dtype=np.uint8)
 
     def render_mask(self, scene: Scene) -> np.ndarray:
         """(H, W) int16: the object whose surface covers each pixel centre, -1 for none."""
         index = np.asarray(self._render(scene, "mask", None), dtype=np.int16)
         return index - 1
 
-    def _render(self, scene: Scene, kind: str, light_jitter_seed) -> Image.Image:
+    def _render(self, scene: Scene, kind: str, light_jitter_seed, look=None) -> Image.Image:
         if self._worker is None:
             raise RuntimeError("this CyclesRenderer was released")
-        desc = scene_description(scene, self.width, self.height, light_jitter_seed)
+        desc = scene_description(scene, self.width, self.height, light_jitter_seed, look)
         out = Path(self._worker.tmp.name) / f"{kind}.png"
         out.unlink(missing_ok=True)
         start = time.perf_counter()

@@ -165,6 +165,7 @@ class Stage:
         self._add_sun()
         self._add_floor()
         self.objects = []
+        self.exposure_stops = EXPOSURE_STOPS
 
     def _render_settings(self, threads: int) -> None:
         render, cycles = self.scene.render, self.scene.cycles
@@ -216,6 +217,7 @@ class Stage:
         obj = bpy.data.objects.new("sun", sun)
         obj.rotation_euler = Vector(SUN_POSITION).to_track_quat("Z", "Y").to_euler()  # -Z points at the origin
         self.scene.collection.objects.link(obj)
+        self.sun = obj
 
     def _add_floor(self) -> None:
         bm = bmesh.new()
@@ -224,7 +226,9 @@ class Stage:
         bm.to_mesh(mesh)
         bm.free()
         grey = (FLOOR_ALBEDO,) * 3
-        mesh.materials.append(principled("floor", grey, {"Roughness": 0.9, "IOR": 1.3}))
+        material = principled("floor", grey, {"Roughness": 0.9, "IOR": 1.3})
+        self.floor_bsdf = material.node_tree.nodes["Principled BSDF"]
+        mesh.materials.append(material)
         floor = bpy.data.objects.new("floor", mesh)
         floor.pass_index = 0
         self.scene.collection.objects.link(floor)
@@ -252,6 +256,19 @@ class Stage:
             self.objects.append(obj)
         self._set_camera(desc)
         self._place_lamps(desc.get("light_jitter_seed"))
+        self._apply_look(desc.get("look") or {})
+
+    def _apply_look(self, look: dict) -> None:
+        """The stage's light levels, ambient, floor grey and exposure (blender_looks.BlenderLook);
+        a missing factor (or no look) is CLEVR's. Set on every scene, so none leaks into the next."""
+        for name, (_, power, _, _) in LAMPS.items():
+            self.lamps[name].data.energy = power * CLEVR_UNIT_M**2 * float(look.get(f"{name}_gain", 1.0))
+        self.sun.data.energy = SUN_STRENGTH * float(look.get("sun_gain", 1.0))
+        ambient = float(look.get("ambient", AMBIENT))
+        self.worlds["rgb"].node_tree.nodes["Background"].inputs["Color"].default_value = (ambient, ambient, ambient, 1.0)
+        grey = float(look.get("floor_albedo", FLOOR_ALBEDO))
+        self.floor_bsdf.inputs["Base Color"].default_value = (grey, grey, grey, 1.0)
+        self.exposure_stops = float(look.get("exposure_stops", EXPOSURE_STOPS))
 
     def _set_camera(self, desc: dict) -> None:
         width, height = desc["width"], desc["height"]
@@ -290,7 +307,7 @@ class Stage:
             scene.render.engine = "BLENDER_EEVEE_NEXT" if self.engine == EEVEE else "CYCLES"
             scene.world = self.worlds["rgb"]
             bpy.context.view_layer.material_override = None
-            scene.view_settings.view_transform, scene.view_settings.exposure = "Standard", EXPOSURE_STOPS
+            scene.view_settings.view_transform, scene.view_settings.exposure = "Standard", self.exposure_stops
             scene.render.image_settings.color_mode = "RGB"
             cycles.samples, cycles.use_denoising, cycles.use_adaptive_sampling = samples, denoise, True
             cycles.pixel_filter_type, cycles.filter_width = "BLACKMAN_HARRIS", 1.5

@@ -10,6 +10,7 @@ from scipy import ndimage
 from scipy.spatial.transform import Rotation
 
 from igllm_ros import world
+from igllm_ros.data.blender_looks import BlenderLook
 from igllm_ros.data.lighting import Lighting
 from igllm_ros.data.randomization import Look
 from igllm_ros.data.rgb_renderers import BLENDER_RENDERERS, blender_renderer
@@ -40,9 +41,11 @@ def render_spec(spec: SceneSpec, renderer, rgb_renderer: str | None = None) -> n
     """The sample's RGB image: by the split's RGB renderer (or `rgb_renderer`: "moderngl"
     draws a Blender split's scene with `renderer` instead), with the look's sensor effects."""
     which = rgb_renderer or split_rule(spec.split).renderer
+    blender_look = spec.look if isinstance(spec.look, BlenderLook) else None
     if which in BLENDER_RENDERERS:
-        return blender_renderer(which, spec.width, spec.height).render_rgb(spec.scene)
-    return apply_sensor(renderer.render_rgb(spec.scene, spec.lighting, spec.look), spec.look)
+        return blender_renderer(which, spec.width, spec.height).render_rgb(spec.scene, look=blender_look)
+    look = None if blender_look else spec.look  # moderngl draws a Blender look's scene in its nominal look
+    return apply_sensor(renderer.render_rgb(spec.scene, spec.lighting, look), look)
 
 
 def make_record(spec: SceneSpec, mask: np.ndarray, index: int, seed: int) -> dict:
@@ -123,5 +126,11 @@ def spec_from_record(record: dict) -> SceneSpec:
         split=record["split"],
         width=record["width"],
         height=record["height"],
-        look=Look.from_dict(record["look"]) if record.get("look") else None,
+        look=_look_from_dict(record["split"], record.get("look")),
     )
+
+
+def _look_from_dict(split: str, look: dict | None):
+    if not look:
+        return None
+    return BlenderLook.from_dict(look) if split_rule(split).renderer in BLENDER_RENDERERS else Look.from_dict(look)

@@ -15,6 +15,7 @@ import numpy as np
 
 from igllm_ros import world
 from igllm_ros.data.lighting import Lighting, sample_lighting
+from igllm_ros.data.blender_looks import BlenderLook, sample_blender_look
 from igllm_ros.data.randomization import Look, sample_look
 from igllm_ros.data.splits import SPLITS, SplitRule, split_rule
 from igllm_ros.program import quantize
@@ -38,7 +39,9 @@ class SceneSpec:
     split: str
     width: int = world.IMAGE_WIDTH
     height: int = world.IMAGE_HEIGHT
-    look: Look | None = None  # the randomized factors beyond `lighting` (None: the nominal look)
+    # the randomized factors beyond `lighting` (None: the nominal look); a BlenderLook for a
+    # randomized Blender split (its `lighting` is then unused: Blender draws its own stage)
+    look: Look | BlenderLook | None = None
 
 
 def min_visible_pixels(width: int, height: int) -> int:
@@ -75,7 +78,9 @@ def sample_scene_with_labels(rng, split="train", width=world.IMAGE_WIDTH, height
     threshold = min_visible_pixels(width, height)
     if camera is None:
         camera = sample_robot_camera(rng) if rule.camera == "robot" else sample_camera(rng)
-    if rule.randomize:
+    if rule.randomize and rule.renderer != "moderngl":
+        lighting, look = sample_lighting(rng, rule.visual_shift), sample_blender_look(rng)
+    elif rule.randomize:
         lighting, look = sample_look(rng)
     else:
         lighting, look = sample_lighting(rng, rule.visual_shift), None

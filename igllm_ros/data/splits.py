@@ -19,6 +19,9 @@
 - val_eevee:       val_id's scenes again (index for index), the RGB image drawn by Blender's
                    rasterizer EEVEE with the Cycles stage (same lamps, materials, floor):
                    the renderer no model trains on, since Cycles' look is in training.
+- train_cycles_looks: train_cycles with randomized Cycles looks (blender_looks.py: lamp
+                   powers, sun, ambient, floor grey, exposure, jittered lamps): the Cycles
+                   stage at many light levels, not only CLEVR's. EEVEE stays held out.
 
 New splits go at the end of SPLITS: split_id (mixed into every sample's seed) is the
 position there, so existing seeds keep giving the same samples.
@@ -34,7 +37,7 @@ from igllm_ros import world
 
 SPLITS = (
     "train", "val_id", "val_cogent_b", "val_param", "val_visual", "train_robust", "val_camera", "val_cycles", "train_cycles",
-    "val_eevee",
+    "val_eevee", "train_cycles_looks",
 )
 CAMERA_MODES = ("nominal", "robot")  # nominal: world.CAMERA_NOMINAL_POSITION_M jittered; robot: world.ROBOT_CAMERA_*
 RGB_RENDERERS = ("moderngl", "cycles", "eevee")
@@ -50,7 +53,7 @@ class SplitRule:
     condition: str  # CoGenT condition, "A" or "B"
     yaw_bands_decideg: tuple[tuple[int, int], ...]
     visual_shift: bool  # draw lighting/ground from the shifted visual domain
-    randomize: bool = False  # domain randomization (randomization.py) of lights, floor, appearance, sensor
+    randomize: bool = False  # domain randomization of the look: randomization.py (moderngl), blender_looks.py (Blender)
     camera: str = "nominal"  # one of CAMERA_MODES
     renderer: str = "moderngl"  # what draws the RGB image (labels and visibility: always moderngl)
     seed_split: str | None = None  # draw the scenes from this split's seeds (same scenes, index for index)
@@ -67,6 +70,9 @@ SPLIT_RULES = {
     "val_cycles": SplitRule("val_cycles", "A", TRAIN_YAW_BANDS_DECIDEG, False, renderer="cycles", seed_split="val_id"),
     "train_cycles": SplitRule("train_cycles", "A", TRAIN_YAW_BANDS_DECIDEG, False, camera="robot", renderer="cycles"),
     "val_eevee": SplitRule("val_eevee", "A", TRAIN_YAW_BANDS_DECIDEG, False, renderer="eevee", seed_split="val_id"),
+    "train_cycles_looks": SplitRule(
+        "train_cycles_looks", "A", TRAIN_YAW_BANDS_DECIDEG, False, randomize=True, camera="robot", renderer="cycles"
+    ),
 }
 assert tuple(SPLIT_RULES) == SPLITS
 assert all(r.condition in world.COGENT_COLORS for r in SPLIT_RULES.values())

@@ -18,7 +18,13 @@ def summarize(records) -> dict:
         cameras.append(world.camera_spherical(record["camera"]["loc"]))
         if "look" in record:
             look = record["look"]
-            looks["nominal" if look is None else f"{look['rig']}/{look['color_convention']}"] += 1
+            if look is None:
+                looks["nominal"] += 1
+            elif "rig" in look:  # moderngl's randomization.Look
+                looks[f"{look['rig']}/{look['color_convention']}"] += 1
+            else:  # a Blender look (blender_looks.py): CLEVR's stage with jittered lamps, or randomized
+                nominal = look["key_gain"] == look["fill_gain"] == look["back_gain"] == 1.0
+                looks["blender/clevr_stage" if nominal else "blender/randomized"] += 1
         objects_per_scene[len(record["objects"])] += 1
         for o in record["objects"]:
             for name in attributes:
